@@ -1,0 +1,150 @@
+"""Self-describing, atomic checkpoints: ``model.safetensors`` + ``config.json`` (+ ``train_state.pt``).
+
+A run directory holds ``step_XXXXXXXX/`` checkpoint folders and a ``last`` file naming the newest.
+Every write goes to a temporary sibling first and is then renamed, so a crash never leaves a
+half-written checkpoint where a complete one is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TRAIN_STATE_FILE = "train_state.pt"
+LAST_POINTER = "last"
+FORMAT_KEY = "pixio_checkpoint"
+FORMAT_VERSION = 1
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes from every key."""
+    cleaned = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key = key[len(prefix) :]
+                    changed = True
+        cleaned[key] = value
+    return cleaned
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    state_dict: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically and return its path.
+
+    ``config`` is stored as JSON (plain values only) with a format marker; ``train_state`` holds
+    tensors and plain Python values and is read back with ``torch.load(weights_only=True)``.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        tensors = {
+            k: v.detach().contiguous().cpu() for k, v in clean_state_dict(state_dict).items()
+        }
+        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        payload = {FORMAT_KEY: FORMAT_VERSION, **config}
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE_FILE)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    config = path / CONFIG_FILE
+    if not (config.is_file() and (path / MODEL_FILE).is_file()):
+        return False
+    try:
+        return FORMAT_KEY in json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def write_last_pointer(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike) -> None:
+    """Point ``run_dir/last`` at ``checkpoint_dir`` (a name relative to ``run_dir``)."""
+    run_dir = Path(run_dir)
+    _atomic_write_text(run_dir / LAST_POINTER, Path(checkpoint_dir).name + "\n")
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
+    """A checkpoint folder itself, or a run folder whose ``last`` file names one."""
+    path = Path(path)
+    if is_checkpoint_dir(path):
+        return path
+    pointer = path / LAST_POINTER
+    if pointer.is_file():
+        target = path / pointer.read_text().strip()
+        if is_checkpoint_dir(target):
+            return target
+        raise FileNotFoundError(
+            f"{pointer} names {target}, which is not a complete checkpoint folder"
+        )
+    raise FileNotFoundError(
+        f"{path} is not a Pixio checkpoint folder (expected {MODEL_FILE} + {CONFIG_FILE} with a "
+        f"'{FORMAT_KEY}' entry, or a '{LAST_POINTER}' file naming such a folder)"
+    )
+
+
+def load_checkpoint(
+    path: str | os.PathLike, with_train_state: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+    """Read ``(state_dict, config, train_state)`` from a checkpoint or run folder."""
+    directory = resolve_checkpoint_dir(path)
+    model_file = directory / MODEL_FILE
+    try:
+        state_dict = load_file(str(model_file))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"cannot read {model_file}: {error}") from error
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    train_state = None
+    if with_train_state:
+        state_file = directory / TRAIN_STATE_FILE
+        if not state_file.is_file():
+            raise FileNotFoundError(
+                f"{state_file} is missing: this checkpoint cannot resume training"
+            )
+        train_state = torch.load(state_file, map_location="cpu", weights_only=True)
+    return state_dict, config, train_state
