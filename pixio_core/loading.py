@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +72,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as error:
+    except Exception as error:  # a broken file raises many kinds (KeyError, EOFError, ...)
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint (truncated, corrupted, or not a state "
             f"dict saved with torch.save; only tensors and plain values are loaded): {error}"
@@ -87,9 +85,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def infer_encoder_config(
-    state_dict: dict[str, torch.Tensor], source: str = "state dict"
+    state_dict: dict[str, torch.Tensor], source: str = "state dict", num_heads: int | None = None
 ) -> EncoderConfig:
-    """Rebuild the architecture from tensor shapes (official key names)."""
+    """Rebuild the architecture from tensor shapes (official key names).
+
+    The head count is the one thing shapes do not tell: it is taken from the registered size of
+    the same width, or must be given as ``num_heads``.
+    """
     required = [
         "cls_token",
         "pos_embed",
@@ -121,11 +123,18 @@ def infer_encoder_config(
     block_ids = {int(m.group(1)) for key in state_dict if (m := re.match(r"^blocks\.(\d+)\.", key))}
     depth = max(block_ids) + 1
     hidden = state_dict["blocks.0.mlp.fc1.weight"].shape[0]
-    heads = next((h for d, _, h, _ in ENCODER_SIZES.values() if d == dim), max(1, dim // 64))
+    if num_heads is None:
+        num_heads = next((h for d, _, h, _ in ENCODER_SIZES.values() if d == dim), None)
+    if num_heads is None:
+        widths = sorted({d for d, _, _, _ in ENCODER_SIZES.values()})
+        raise ValueError(
+            f"{source}: width {dim} matches no registered size {widths}, so the number of attention "
+            f"heads cannot be inferred from the tensor shapes; pass num_heads=..."
+        )
     return EncoderConfig(
         embed_dim=dim,
         depth=depth,
-        num_heads=heads,
+        num_heads=num_heads,
         mlp_ratio=hidden / dim,
         patch_size=patch_weight.shape[-1],
         image_size=side * patch_weight.shape[-1],
@@ -163,10 +172,11 @@ def encoder_from_state_dict(
     state_dict: dict[str, torch.Tensor],
     config: EncoderConfig | None = None,
     source: str = "state dict",
+    num_heads: int | None = None,
 ) -> PixioEncoder:
     """Build an encoder for an official-layout state dict (training heads dropped) and load it."""
     state_dict = {k: v for k, v in state_dict.items() if not _NON_ENCODER.match(k)}
-    config = config or infer_encoder_config(state_dict, source)
+    config = config or infer_encoder_config(state_dict, source, num_heads)
     encoder = PixioEncoder(config)
     load_state_dict_strict(encoder, state_dict, source)
     return encoder
@@ -203,19 +213,27 @@ def _load_hf_dir(path: Path, hf_config: dict[str, Any]) -> PixioEncoder:
     )
 
 
-def _load_file(path: Path) -> PixioEncoder:
+def _load_file(path: Path, num_heads: int | None) -> PixioEncoder:
     state_dict = read_state_dict(path)
     if is_hf_state_dict(state_dict):
         state_dict = hf_to_official(state_dict)
-    return encoder_from_state_dict(state_dict, source=str(path))
+    return encoder_from_state_dict(state_dict, source=str(path), num_heads=num_heads)
 
 
-def _download(repo_id: str, filename: str, hint: str) -> Path:
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _download(repo_id: str, filename: str, hint: str, cache_dir: str | os.PathLike | None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        return Path(
+            hf_hub_download(
+                repo_id=repo_id, filename=filename, cache_dir=cache_dir, local_files_only=_hub_offline()
+            )
+        )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
         raise FileNotFoundError(
             f"could not get {filename} from the Hugging Face repo {repo_id} ({type(error).__name__}: "
@@ -223,8 +241,18 @@ def _download(repo_id: str, filename: str, hint: str) -> Path:
         ) from error
 
 
-def load_encoder(source: str | os.PathLike, device: str | torch.device = "cpu") -> PixioEncoder:
-    """Return a ready encoder (eval mode, not frozen) from any supported source; see module doc."""
+def load_encoder(
+    source: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    cache_dir: str | os.PathLike | None = None,
+    num_heads: int | None = None,
+) -> PixioEncoder:
+    """Return a ready encoder (eval mode, not frozen) from any supported source; see module doc.
+
+    ``cache_dir`` is the huggingface_hub cache for hub sources (default: the hub's own); with
+    ``HF_HUB_OFFLINE=1`` only files already in that cache are used. ``num_heads`` is needed only
+    for a plain state dict whose width matches no registered size.
+    """
     text = str(source)
     path = Path(source)
     if path.is_dir():
@@ -248,7 +276,7 @@ def load_encoder(source: str | os.PathLike, device: str | torch.device = "cpu") 
                 f"'{LAST_POINTER}' file"
             )
     elif path.is_file():
-        encoder = _load_file(path)
+        encoder = _load_file(path, num_heads)
     elif text.startswith("hf://"):
         repo_and_file = text[len("hf://") :]
         parts = repo_and_file.split("/")
@@ -256,7 +284,7 @@ def load_encoder(source: str | os.PathLike, device: str | torch.device = "cpu") 
             raise ValueError(f"expected hf://<owner>/<repo>/<filename>, got {text!r}")
         repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
         hint = "Download it yourself and pass the local path to load_encoder instead."
-        encoder = _load_file(_download(repo_id, filename, hint))
+        encoder = _load_file(_download(repo_id, filename, hint, cache_dir), num_heads)
     elif text in OFFICIAL_ENCODERS:
         repo_id, filename = official_hub_file(text)
         hint = (
@@ -264,7 +292,7 @@ def load_encoder(source: str | os.PathLike, device: str | torch.device = "cpu") 
             f"log in with `hf auth login`, or download {filename} by hand and call "
             f"load_encoder('/path/to/{filename}')."
         )
-        encoder = _load_file(_download(repo_id, filename, hint))
+        encoder = _load_file(_download(repo_id, filename, hint, cache_dir), num_heads)
     elif text in ENCODER_SIZES:
         raise ValueError(
             f"{text!r} has no released weights; build it with create_encoder({text!r}) or pass a checkpoint. "

@@ -111,7 +111,8 @@ class PixioEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, config.num_class_tokens, dim))
         grid = config.pretrain_grid_size
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_class_tokens + grid * grid, dim))
-        drop_path = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        # linear ramp 0 -> drop_path_rate over depth (plain floats: works under the meta device too)
+        drop_path = [config.drop_path_rate * i / max(1, config.depth - 1) for i in range(config.depth)]
         norm_layer = partial(nn.LayerNorm, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(
             Block(
