@@ -148,3 +148,25 @@ def load_checkpoint(
             )
         train_state = torch.load(state_file, map_location="cpu", weights_only=True)
     return state_dict, config, train_state
+
+
+def list_step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete ``step_*`` checkpoint folders of a run, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.glob("step_*") if is_checkpoint_dir(p))
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` step checkpoints (never the one ``last`` names)."""
+    run_dir = Path(run_dir)
+    pointer = run_dir / LAST_POINTER
+    protected = pointer.read_text().strip() if pointer.is_file() else None
+    removed = []
+    checkpoints = list_step_checkpoints(run_dir)
+    for path in checkpoints[: max(0, len(checkpoints) - keep_last)]:
+        if path.name != protected:
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pixio_core.data.sampler import mix_seed
+from pixio_core.distributed import DistInfo, all_reduce_mean, all_reduce_sum
+from pixio_core.masking import BlockMask
 from pixio_core.precision import autocast
 
 
@@ -55,66 +57,167 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
-def pretrain_steps(
+LossFn = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
+def train_steps(
     model: nn.Module,
-    batches: Iterator[torch.Tensor],
+    loss_fn: LossFn,
+    batches: Iterator[dict[str, torch.Tensor]] | Iterator[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     lr_schedule: list[float],
     start_step: int,
     end_step: int,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
-    generator: torch.Generator | None = None,
-    log_path: Path | None = None,
+    accumulation_steps: int = 1,
+    dist_info: DistInfo | None = None,
+    log_fn: Callable[[int, dict[str, float]], None] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    desc: str = "train",
 ) -> list[float]:
-    """Run MAE steps ``start_step .. end_step - 1``; return the per-step losses.
+    """Optimizer steps ``start_step .. end_step - 1``; returns the per-step losses (mean over ranks).
 
-    ``batches`` yields normalized image tensors ``(B, 3, H, W)``. Masks come from ``generator`` so
-    a run is reproducible from its seed. Each step appends a JSON line to ``log_path`` and calls
-    ``on_step(step, scalars)`` (checkpointing, TensorBoard) after the optimizer update.
+    ``batches`` yields this process's micro-batches (dicts with ``image`` and ``skipped``, or plain
+    image tensors), ``accumulation_steps`` of them per step. ``loss_fn(images, step, micro)``
+    returns the scalar loss of one micro-batch; it runs under autocast and, for all but the last
+    micro-batch under DDP, ``no_sync``. A non-finite loss stops the run with
+    :class:`NonFiniteLossError` before the optimizer touches the weights. After each step
+    ``log_fn`` and ``on_step`` (checkpoints, pictures) get the scalars.
     """
+    info = dist_info or DistInfo()
     model.train()
     losses: list[float] = []
     bar = tqdm(
-        range(start_step, end_step), desc="pre-train", disable=not progress, dynamic_ncols=True
+        range(start_step, end_step),
+        desc=desc,
+        initial=start_step,
+        total=end_step,
+        disable=not (progress and info.is_main),
+        dynamic_ncols=True,
     )
-    log = log_path.open("a") if log_path is not None else None
-    try:
-        for step in bar:
-            started = time.perf_counter()
-            images = next(batches).to(device, non_blocking=True)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_schedule[step]
-            with autocast(device, dtype):
-                loss = model(images, generator=generator)["loss"]
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {step}; stopping (last checkpoint kept)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
-            losses.append(value)
-            elapsed = time.perf_counter() - started
-            scalars = {
-                "loss": value,
-                "lr": lr_schedule[step],
-                "images_per_s": images.shape[0] / elapsed,
-            }
-            bar.set_postfix(
-                loss=f"{value:.4f}",
-                lr=f"{lr_schedule[step]:.2e}",
-                ips=f"{scalars['images_per_s']:.1f}",
+    for step in bar:
+        started = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_schedule[step]
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = torch.zeros((), device=device)
+        images_seen, skipped = 0, 0
+        for micro in range(accumulation_steps):
+            batch = next(batches)
+            images = batch["image"] if isinstance(batch, dict) else batch
+            if isinstance(batch, dict) and "skipped" in batch:
+                skipped += int(torch.as_tensor(batch["skipped"]).sum())
+            images = images.to(device, non_blocking=True)
+            images_seen += images.shape[0]
+            last_micro = micro == accumulation_steps - 1
+            sync = last_micro or not info.enabled or not hasattr(model, "no_sync")
+            with contextlib.nullcontext() if sync else model.no_sync():
+                with autocast(device, dtype):
+                    loss = loss_fn(images, step, micro)
+                (loss / accumulation_steps).backward()
+            step_loss += loss.detach().float() / accumulation_steps
+        mean_loss = all_reduce_mean(step_loss, info)
+        if not torch.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"loss is {mean_loss.item()} at step {step}; stopping (the last good checkpoint is kept)"
             )
-            if log is not None:
-                log.write(json.dumps({"step": step, **scalars}) + "\n")
-                log.flush()
-            if on_step is not None:
-                on_step(step, scalars)
-    finally:
-        if log is not None:
-            log.close()
+        optimizer.step()
+        value = mean_loss.item()
+        losses.append(value)
+        elapsed = time.perf_counter() - started
+        scalars = {
+            "loss": value,
+            "lr": lr_schedule[step],
+            "images_per_s": images_seen * info.world_size / elapsed,
+            "skipped_images": int(all_reduce_sum(torch.tensor(skipped), info)),
+        }
+        bar.set_postfix(
+            loss=f"{value:.4f}", lr=f"{lr_schedule[step]:.2e}", ips=f"{scalars['images_per_s']:.1f}"
+        )
+        if log_fn is not None:
+            log_fn(step, scalars)
+        if on_step is not None:
+            on_step(step, scalars)
     return losses
+
+
+def step_mask(
+    sample_mask: Callable[..., BlockMask],
+    images: torch.Tensor,
+    grid: tuple[int, int],
+    seed: int,
+    step: int,
+    micro: int,
+    info: DistInfo,
+) -> BlockMask:
+    """This rank's slice of the mask of the *global* micro-batch, a pure function of (seed, step, micro).
+
+    So a resumed run, and a run on another number of processes, see the same masks.
+    """
+    local = images.shape[0]
+    generator = torch.Generator().manual_seed(mix_seed(seed, step, micro))
+    full = sample_mask(local * info.world_size, grid[0], grid[1], generator=generator)
+    rows = slice(info.rank * local, (info.rank + 1) * local)
+    return BlockMask(full.ids_keep[rows], full.mask[rows])
+
+
+def pretrain_steps(
+    model: nn.Module,
+    batches: Iterator[dict[str, torch.Tensor]] | Iterator[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    lr_schedule: list[float],
+    start_step: int,
+    end_step: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    accumulation_steps: int = 1,
+    dist_info: DistInfo | None = None,
+    log_fn: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """MAE pre-training steps of a :class:`PixioMAE` (optionally wrapped by DDP / torch.compile).
+
+    Masks come from :func:`step_mask`; drop-path draws from a seed of ``(seed, step, micro, rank)``.
+    See :func:`train_steps` for the rest.
+    """
+    info = dist_info or DistInfo()
+    core = unwrap(model)
+
+    def loss_fn(images: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+        grid = core.encoder.check_input(images)
+        mask = step_mask(core.sample_mask, images, grid, seed, step, micro, info)
+        torch.manual_seed(mix_seed(seed, step, micro, info.rank, 1))  # drop path
+        return model(images, mask=mask)["loss"]
+
+    return train_steps(
+        model,
+        loss_fn,
+        batches,
+        optimizer,
+        lr_schedule,
+        start_step,
+        end_step,
+        device,
+        dtype,
+        accumulation_steps,
+        info,
+        log_fn,
+        on_step,
+        progress,
+        desc="pre-train",
+    )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        else:
+            return model

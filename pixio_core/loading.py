@@ -38,6 +38,7 @@ from pixio_core.convert import (
     official_to_hf,
 )
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
+from pixio_core.models.mae import PixioMAE
 from pixio_core.models.registry import ENCODER_SIZES, OFFICIAL_ENCODERS
 
 HUB_ORG = "facebook"
@@ -231,7 +232,10 @@ def _download(repo_id: str, filename: str, hint: str, cache_dir: str | os.PathLi
     try:
         return Path(
             hf_hub_download(
-                repo_id=repo_id, filename=filename, cache_dir=cache_dir, local_files_only=_hub_offline()
+                repo_id=repo_id,
+                filename=filename,
+                cache_dir=cache_dir,
+                local_files_only=_hub_offline(),
             )
         )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
@@ -335,3 +339,16 @@ def export_hf(encoder: PixioEncoder, directory: str | os.PathLike) -> Path:
         json.dumps(encoder_config_to_hf_config(encoder.config), indent=2)
     )
     return directory
+
+
+def load_mae(source: str | os.PathLike, device: str | torch.device = "cpu") -> PixioMAE:
+    """A whole pre-training model (encoder + decoder) from a checkpoint or run folder of this project."""
+    state_dict, config, _ = load_checkpoint(source)
+    if config.get("kind") != "mae":
+        raise ValueError(
+            f"{source} holds a {config.get('kind')!r} checkpoint; a pre-training ('mae') checkpoint with its "
+            f"decoder is needed (released encoder-only weights cannot reconstruct pixels)"
+        )
+    model = PixioMAE.from_config_dict(config)
+    model.load_state_dict(state_dict, strict=True)
+    return model.to(device).eval()

@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from pixio_core.data.sampler import mix_seed
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -56,15 +57,20 @@ def find_images(root: str | Path) -> list[Path]:
 
 
 class ImageFolderDataset(Dataset):
-    """All images under ``root``; unreadable ones are replaced by the next readable one and counted.
+    """All images under ``root`` (recursive), for pre-training.
 
-    ``__getitem__`` returns ``(image_tensor, index)``; ``self.skipped`` lists the bad files seen.
+    ``dataset[i]`` or ``dataset[(i, epoch)]`` returns ``{"image", "index", "skipped"}``. With a
+    key ``(i, epoch)`` the augmentation is seeded by ``(seed, epoch, i)``, so it does not depend on
+    worker processes, ranks or interruptions. An unreadable file is replaced by the next readable
+    one; ``skipped`` counts the files passed over (sum it in the training loop) and
+    ``self.skipped`` lists those seen in this process.
     """
 
-    def __init__(self, root: str | Path, transform: Callable) -> None:
+    def __init__(self, root: str | Path, transform: Callable, seed: int = 0) -> None:
         self.root = Path(root)
         self.files = find_images(self.root)
         self.transform = transform
+        self.seed = seed
         self.skipped: set[Path] = set()
 
     def __len__(self) -> int:
@@ -74,14 +80,25 @@ class ImageFolderDataset(Dataset):
         with Image.open(path) as image:
             return image.convert("RGB")
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        index, epoch = key if isinstance(key, tuple) else (key, None)
+        failures = 0
         for offset in range(len(self.files)):
             current = (index + offset) % len(self.files)
             path = self.files[current]
             try:
-                return self.transform(self.load(path)), current
+                image = self.load(path)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
                 self.skipped.add(path)
+                failures += 1
+                continue
+            if epoch is None:
+                tensor = self.transform(image)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(mix_seed(self.seed, epoch, index))
+                    tensor = self.transform(image)
+            return {"image": tensor, "index": current, "skipped": failures}
         raise RuntimeError(
             f"none of the {len(self.files)} files under {self.root} is a readable image"
         )

@@ -112,7 +112,9 @@ class PixioEncoder(nn.Module):
         grid = config.pretrain_grid_size
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_class_tokens + grid * grid, dim))
         # linear ramp 0 -> drop_path_rate over depth (plain floats: works under the meta device too)
-        drop_path = [config.drop_path_rate * i / max(1, config.depth - 1) for i in range(config.depth)]
+        drop_path = [
+            config.drop_path_rate * i / max(1, config.depth - 1) for i in range(config.depth)
+        ]
         norm_layer = partial(nn.LayerNorm, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(
             Block(
@@ -216,6 +218,16 @@ class PixioEncoder(nn.Module):
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
+
+    def forward_visible(self, images: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """Final-normed tokens of class tokens + the patches ``ids_keep`` ``(B, n_keep)`` only.
+
+        Returns ``(B, n_cls + n_keep, D)``; masked patches never enter the blocks (MAE, distillation).
+        """
+        cls_tokens, patch_tokens, _ = self.embed(images)
+        index = ids_keep.unsqueeze(-1).expand(-1, -1, patch_tokens.shape[-1])
+        visible = torch.gather(patch_tokens, 1, index)
+        return self.forward_tokens(torch.cat([cls_tokens, visible], dim=1))
 
     def forward_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features after the final LayerNorm.

@@ -75,7 +75,8 @@ def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 class PixioMAE(nn.Module):
     """Encoder on the visible patches (+ class tokens), decoder on all tokens, pixel MSE on masked ones.
 
-    ``forward(images)`` returns a dict with ``loss`` (scalar), ``pred`` ``(B, h*w, p*p*3)``
+    ``forward(images)`` returns a dict with ``loss`` (scalar), ``loss_per_sample`` ``(B,)``,
+    ``pred`` ``(B, h*w, p*p*3)``
     (predicted, per-patch normalized when ``norm_pix_loss``), ``target`` (same shape) and
     ``mask`` ``(B, h*w)`` bool (True = masked).
     """
@@ -151,10 +152,7 @@ class PixioMAE(nn.Module):
 
     def encode_visible(self, images: torch.Tensor, mask: BlockMask) -> torch.Tensor:
         """Encoder output (final norm applied) for class tokens + visible patches, ``(B, n_cls + n_keep, D)``."""
-        cls_tokens, patch_tokens, _ = self.encoder.embed(images)
-        index = mask.ids_keep.unsqueeze(-1).expand(-1, -1, patch_tokens.shape[-1])
-        visible = torch.gather(patch_tokens, 1, index)
-        return self.encoder.forward_tokens(torch.cat([cls_tokens, visible], dim=1))
+        return self.encoder.forward_visible(images, mask.ids_keep)
 
     def decode(
         self, latent: torch.Tensor, mask: BlockMask, grid_h: int, grid_w: int
@@ -196,4 +194,11 @@ class PixioMAE(nn.Module):
         per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
         masked = mask.mask.to(per_patch.dtype)
         loss = (per_patch * masked).sum() / masked.sum()
-        return {"loss": loss, "pred": pred, "target": target, "mask": mask.mask}
+        loss_per_sample = (per_patch * masked).sum(dim=1) / masked.sum(dim=1)
+        return {
+            "loss": loss,
+            "loss_per_sample": loss_per_sample,
+            "pred": pred,
+            "target": target,
+            "mask": mask.mask,
+        }

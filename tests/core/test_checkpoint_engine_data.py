@@ -1,6 +1,6 @@
 """Atomic checkpoints, schedules, optimizer groups, data, and the demo end to end (tiny)."""
 
-import json
+import copy
 import os
 
 import pytest
@@ -19,6 +19,7 @@ from pixio_core.data import (
     make_shapes_dataset,
     pretrain_transform,
 )
+from pixio_core.data.sampler import mix_seed
 from pixio_core.engine import NonFiniteLossError, cosine_schedule, param_groups, pretrain_steps
 from pixio_core.models import MaskingConfig, create_mae
 from pixio_core.precision import resolve_precision
@@ -114,8 +115,10 @@ def test_shapes_dataset_is_deterministic_and_skips_bad_files(tmp_path):
     (root / "disc" / "broken.png").write_bytes(b"not a png")
     dataset = ImageFolderDataset(root, pretrain_transform(32))
     index = dataset.files.index(root / "disc" / "broken.png")
-    image, used = dataset[index]
-    assert image.shape == (3, 32, 32) and used != index
+    sample = dataset[index]
+    assert (
+        sample["image"].shape == (3, 32, 32) and sample["index"] != index and sample["skipped"] == 1
+    )
     assert dataset.skipped == {root / "disc" / "broken.png"}
 
 
@@ -127,11 +130,6 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         ImageFolderDataset(tmp_path, pretrain_transform(32))
 
 
-def _batches(generator):
-    while True:
-        yield torch.randn(4, 3, 64, 64, generator=generator)
-
-
 def test_pretrain_steps_learns_and_logs(tmp_path):
     torch.manual_seed(0)
     model = create_mae("pixio_vitt16", depth=2, masking=MaskingConfig(0.75, 2))
@@ -141,10 +139,11 @@ def test_pretrain_steps_learns_and_logs(tmp_path):
     )
     optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, betas=(0.9, 0.95))
     schedule = cosine_schedule(3e-3, 100, 5)
+    logged = []
 
     def same_batch():
         while True:
-            yield fixed
+            yield {"image": fixed, "skipped": torch.tensor([0, 1, 0, 0])}
 
     losses = pretrain_steps(
         model,
@@ -154,14 +153,39 @@ def test_pretrain_steps_learns_and_logs(tmp_path):
         0,
         100,
         torch.device("cpu"),
-        generator=torch.Generator().manual_seed(0),
-        log_path=tmp_path / "log.jsonl",
+        seed=0,
+        log_fn=lambda step, scalars: logged.append((step, scalars)),
         progress=False,
     )
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
-    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [line["step"] for line in lines] == list(range(100))
-    assert lines[5]["lr"] == schedule[5]
+    assert [step for step, _ in logged] == list(range(100))
+    assert logged[5][1]["lr"] == schedule[5] and logged[5][1]["skipped_images"] == 1
+
+
+def test_gradient_accumulation_averages_the_micro_batch_gradients():
+    images = torch.randn(4, 3, 64, 64)
+    model = create_mae("pixio_vitt16", depth=1, masking=MaskingConfig(0.75, 2))
+    reference = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pretrain_steps(
+        model,
+        iter([images[:2], images[2:]]),
+        optimizer,
+        [0.1],
+        0,
+        1,
+        torch.device("cpu"),
+        seed=3,
+        accumulation_steps=2,
+        progress=False,
+    )
+    for micro in range(2):  # masks are a pure function of (seed, step, micro)
+        mask = reference.sample_mask(2, 4, 4, torch.Generator().manual_seed(mix_seed(3, 0, micro)))
+        (reference(images[2 * micro : 2 * micro + 2], mask=mask)["loss"] / 2).backward()
+    for (name, trained), expected in zip(
+        model.named_parameters(), reference.parameters(), strict=True
+    ):
+        torch.testing.assert_close(trained, expected - 0.1 * expected.grad, msg=name)
 
 
 def test_non_finite_loss_stops_with_clear_error():
@@ -183,22 +207,24 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
     main(
         [
-            "--out",
-            str(tmp_path),
-            "--steps",
-            "4",
-            "--batch-size",
-            "4",
-            "--image-size",
-            "64",
-            "--images-per-class",
-            "1",
-            "--checkpoint-every",
-            "2",
+            f"output_dir={tmp_path}",
+            "train.total_steps=4",
+            "train.global_batch_size=4",
+            "model.image_size=64",
+            "data.images_per_class=1",
+            "train.checkpoint_every=2",
+            "train.recon_every=2",
+            "optim.warmup_steps=1",
         ]
     )
-    for name in ("loss_curve.png", "reconstruction.png", "loss.jsonl", "config.json", "run/last"):
+    for name in (
+        "loss_curve.png",
+        "log.jsonl",
+        "config.yaml",
+        "summary.json",
+        "checkpoints/last",
+        "reconstructions/step_00000004.png",
+        "checkpoints/step_00000004/model.safetensors",
+    ):
         assert (tmp_path / name).is_file(), name
-    assert (tmp_path / "run" / "last").read_text().strip() == "step_00000004"
-    assert (tmp_path / "run" / "step_00000002" / "model.safetensors").is_file()
-    assert "loss:" in capsys.readouterr().out
+    assert "reloaded the encoder" in capsys.readouterr().out

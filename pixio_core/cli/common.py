@@ -1,0 +1,184 @@
+"""Wiring shared by the training entry points (pre-training, distillation): data, resume, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+
+from pixio_core.checkpoint import (
+    LAST_POINTER,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    write_last_pointer,
+)
+from pixio_core.data import ImageFolderDataset, make_shapes_dataset, pretrain_transform
+from pixio_core.data.curation import keep_probabilities
+from pixio_core.data.sampler import StepBatchSampler
+from pixio_core.distributed import DistInfo, barrier
+from pixio_core.engine import cosine_schedule, lr_from_base
+from pixio_core.runlog import read_log
+from pixio_core.visualize import save_loss_curve
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prepare_output(cfg: DictConfig, info: DistInfo) -> Path:
+    """Create ``output_dir`` and write the resolved config next to the outputs (main process)."""
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return out
+
+
+def build_dataset(
+    data_cfg: DictConfig, image_size: int, seed: int, info: DistInfo
+) -> ImageFolderDataset:
+    """The ``data`` config group: procedural ``shapes`` (made on first use) or an image ``folder``."""
+    transform = pretrain_transform(image_size, scale=tuple(data_cfg.crop_scale))
+    if data_cfg.kind == "shapes":
+        if info.is_main:
+            make_shapes_dataset(
+                data_cfg.root, images_per_class=data_cfg.images_per_class, image_size=image_size
+            )
+        barrier(info)
+    elif data_cfg.kind != "folder":
+        raise ValueError(f"data.kind must be 'shapes' or 'folder', got {data_cfg.kind!r}")
+    return ImageFolderDataset(data_cfg.root, transform, seed=seed)
+
+
+def build_loader(
+    dataset: ImageFolderDataset,
+    data_cfg: DictConfig,
+    train_cfg: DictConfig,
+    seed: int,
+    start_step: int,
+    info: DistInfo,
+    device: torch.device,
+) -> DataLoader:
+    """Micro-batches of this rank, from ``start_step`` on, with the curation weights if configured."""
+    if train_cfg.global_batch_size % (info.world_size * train_cfg.accumulation_steps):
+        raise ValueError(
+            f"train.global_batch_size={train_cfg.global_batch_size} is not divisible by "
+            f"{info.world_size} processes x {train_cfg.accumulation_steps} accumulation steps"
+        )
+    keep = None
+    if data_cfg.get("curation"):
+        keep = keep_probabilities(
+            dataset.files,
+            dataset.root,
+            data_cfg.curation,
+            loss_scale=data_cfg.loss_scale,
+            min_side=data_cfg.min_side,
+            entropy_threshold=data_cfg.entropy_threshold,
+        )
+    accumulation = train_cfg.accumulation_steps
+    sampler = StepBatchSampler(
+        len(dataset),
+        train_cfg.global_batch_size // accumulation,
+        train_cfg.total_steps * accumulation,
+        seed=seed,
+        start_step=start_step * accumulation,
+        rank=info.rank,
+        world_size=info.world_size,
+        keep_probability=keep,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=data_cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=data_cfg.num_workers > 0,
+    )
+
+
+def lr_schedule(optim_cfg: DictConfig, train_cfg: DictConfig) -> list[float]:
+    """Per-step lr: ``optim.lr`` or ``base_lr * global_batch / 256``, warmup + half-cycle cosine."""
+    peak = (
+        optim_cfg.lr
+        if optim_cfg.lr is not None
+        else lr_from_base(optim_cfg.base_lr, train_cfg.global_batch_size)
+    )
+    warmup = min(optim_cfg.warmup_steps, train_cfg.total_steps)
+    return cosine_schedule(peak, train_cfg.total_steps, warmup, final=optim_cfg.min_lr)
+
+
+def resume(
+    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo
+) -> int:
+    """Load the newest checkpoint of ``ckpt_dir`` (if any) into model and optimizer; return its step."""
+    if not (ckpt_dir / LAST_POINTER).is_file():
+        return 0
+    state, _, train_state = load_checkpoint(ckpt_dir, with_train_state=True)
+    model.load_state_dict(state)
+    optimizer.load_state_dict(train_state["optimizer"])
+    step = int(train_state["step"])
+    if info.is_main:
+        print(
+            f"resuming from {ckpt_dir / (ckpt_dir / LAST_POINTER).read_text().strip()} at step {step}"
+        )
+    return step
+
+
+def checkpoint_hook(
+    ckpt_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: dict[str, Any],
+    train_cfg: DictConfig,
+    info: DistInfo,
+) -> Callable[[int, dict[str, float]], None]:
+    """Every ``checkpoint_every`` steps and at the end: an atomic checkpoint, ``last``, keep-last-K."""
+
+    def save(step: int, scalars: dict[str, float]) -> None:
+        done = step + 1
+        if done % train_cfg.checkpoint_every and done != train_cfg.total_steps:
+            return
+        if info.is_main:
+            path = save_checkpoint(
+                ckpt_dir / f"step_{done:08d}",
+                model.state_dict(),
+                config,
+                {"step": done, "optimizer": optimizer.state_dict(), "loss": scalars["loss"]},
+            )
+            write_last_pointer(ckpt_dir, path)
+            prune_checkpoints(ckpt_dir, train_cfg.keep_last)
+        barrier(info)
+
+    return save
+
+
+def summarize(out: Path, ckpt_dir: Path, title: str) -> dict[str, Any]:
+    """Loss curve PNG and ``summary.json`` from the run's ``log.jsonl``; prints a short report."""
+    log = read_log(out / "log.jsonl")
+    losses = [entry["loss"] for entry in log]
+    save_loss_curve(out / "loss_curve.png", losses, title=title)
+    window = max(1, len(losses) // 10)
+    summary = {
+        "steps": len(losses),
+        "loss_first": sum(losses[:window]) / window,
+        "loss_last": sum(losses[-window:]) / window,
+        "skipped_images": sum(entry.get("skipped_images", 0) for entry in log),
+        "checkpoint": str(ckpt_dir / (ckpt_dir / LAST_POINTER).read_text().strip()),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"loss: first {window} steps {summary['loss_first']:.4f} -> last {window} steps "
+        f"{summary['loss_last']:.4f}; unreadable images skipped: {summary['skipped_images']}"
+    )
+    print(f"wrote {summary['checkpoint']}, {out / 'loss_curve.png'}")
+    return summary

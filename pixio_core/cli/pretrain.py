@@ -1,0 +1,181 @@
+"""``pixio-pretrain``: MAE pre-training of a Pixio encoder, from a laptop CPU to torchrun clusters.
+
+    pixio-pretrain                                   # CPU default: tiny model, procedural images
+    pixio-pretrain data=folder data.root=/images train.total_steps=20000
+    pixio-pretrain +experiment=paper_vith16 data.root=/images
+    torchrun --nproc-per-node 8 -m pixio_core.cli.pretrain +experiment=paper_vith16 ...
+
+Writes to ``output_dir``: ``checkpoints/step_*`` (+ ``last``), ``log.jsonl``, ``tensorboard/``,
+``reconstructions/step_*.png``, ``loss_curve.png``, ``summary.json`` and the resolved
+``config.yaml``. A run with checkpoints resumes exactly where it stopped (``train.resume=true``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from pixio_core.cli.common import (
+    CONFIG_DIR,
+    build_dataset,
+    build_loader,
+    checkpoint_hook,
+    lr_schedule,
+    prepare_output,
+    resolve_device,
+    resume,
+    summarize,
+)
+from pixio_core.data import ImageFolderDataset, eval_transform
+from pixio_core.distributed import DistInfo, cleanup, init_distributed
+from pixio_core.engine import param_groups, pretrain_steps
+from pixio_core.models import DecoderConfig, MaskingConfig, PixioMAE, create_mae
+from pixio_core.precision import resolve_precision
+from pixio_core.runlog import RunLogger
+from pixio_core.visualize import reconstruction_panels, save_reconstruction_grid
+
+
+def build_mae(model_cfg: DictConfig) -> PixioMAE:
+    """The ``model`` config group -> a :class:`PixioMAE`."""
+    overrides: dict[str, Any] = {
+        "image_size": model_cfg.image_size,
+        "drop_path_rate": model_cfg.drop_path_rate,
+        "masking": MaskingConfig(model_cfg.mask_ratio, model_cfg.mask_grid),
+    }
+    if model_cfg.get("num_class_tokens") is not None:
+        overrides["num_class_tokens"] = model_cfg.num_class_tokens
+    if model_cfg.get("decoder") is not None:
+        overrides["decoder"] = DecoderConfig(**OmegaConf.to_container(model_cfg.decoder))
+    return create_mae(model_cfg.encoder, recipe=model_cfg.recipe, **overrides)
+
+
+class ReconstructionPreview:
+    """Original / masked / reconstruction of a few fixed images with a fixed mask, as PNG + TensorBoard."""
+
+    def __init__(
+        self, dataset: ImageFolderDataset, image_size: int, out_dir: Path, count: int = 6
+    ) -> None:
+        plain = ImageFolderDataset(dataset.root, eval_transform(image_size))
+        picks = [i * len(plain) // count for i in range(min(count, len(plain)))]
+        self.images = torch.stack([plain[i]["image"] for i in picks])
+        self.out_dir = out_dir
+
+    @torch.no_grad()
+    def __call__(self, model: PixioMAE, step: int, logger: RunLogger) -> Path:
+        device = next(model.parameters()).device
+        images = self.images.to(device)
+        grid = model.encoder.check_input(images)
+        mask = model.sample_mask(images.shape[0], *grid, torch.Generator().manual_seed(1234))
+        was_training = model.training
+        model.eval()
+        result = model(images, mask=mask)
+        model.train(was_training)
+        panels = reconstruction_panels(
+            images, result["pred"], result["mask"], model.encoder.patch_size, model.norm_pix_loss
+        )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = save_reconstruction_grid(
+            self.out_dir / f"step_{step:08d}.png", *[p.cpu() for p in panels]
+        )
+        logger.image("reconstruction", np.asarray(Image.open(path).convert("RGB")), step)
+        return path
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train as configured; returns ``output_dir``. Joins torch.distributed under torchrun."""
+    device_type = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    info = init_distributed(device_type)
+    try:
+        return _run(cfg, info)
+    finally:
+        cleanup(info)
+
+
+def _run(cfg: DictConfig, info: DistInfo) -> Path:
+    device = resolve_device(cfg.device, info.local_rank)
+    dtype = resolve_precision(cfg.precision, device)
+    out = prepare_output(cfg, info)
+    ckpt_dir = out / "checkpoints"
+    train = cfg.train
+    dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.seed, info)
+
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = build_mae(cfg.model).to(device)
+    model_config = {"kind": "mae", "recipe": cfg.model.recipe, **model.config_dict()}
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=0.0, betas=tuple(cfg.optim.betas)
+    )
+    start_step = resume(ckpt_dir, model, optimizer, info) if train.resume else 0
+    if start_step >= train.total_steps:
+        if info.is_main:
+            print(f"nothing to do: the run in {out} already reached {start_step} steps")
+        return out
+
+    loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
+    wrapped: torch.nn.Module = model
+    if info.enabled:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if train.compile:
+        wrapped = torch.compile(wrapped)
+
+    logger = RunLogger(out, start_step=start_step, enabled=info.is_main)
+    preview = (
+        ReconstructionPreview(dataset, cfg.model.image_size, out / "reconstructions")
+        if info.is_main
+        else None
+    )
+    save = checkpoint_hook(ckpt_dir, model, optimizer, model_config, train, info)
+
+    def on_step(step: int, scalars: dict[str, float]) -> None:
+        save(step, scalars)
+        done = step + 1
+        if preview is not None and (done % train.recon_every == 0 or done == train.total_steps):
+            preview(model, done, logger)
+
+    schedule = lr_schedule(cfg.optim, train)
+    if info.is_main:
+        print(
+            f"pre-training {cfg.model.encoder} ({cfg.model.recipe} recipe) on {len(dataset)} images at "
+            f"{cfg.model.image_size} px: steps {start_step}..{train.total_steps}, global batch "
+            f"{train.global_batch_size} on {info.world_size} process(es), {device}, "
+            f"{str(dtype).removeprefix('torch.')}, peak lr {max(schedule):.3g}"
+        )
+    try:
+        pretrain_steps(
+            wrapped,
+            iter(loader),
+            optimizer,
+            schedule,
+            start_step,
+            train.total_steps,
+            device,
+            dtype,
+            seed=cfg.seed,
+            accumulation_steps=train.accumulation_steps,
+            dist_info=info,
+            log_fn=logger.log,
+            on_step=on_step,
+        )
+    finally:
+        logger.close()
+    if info.is_main:
+        summarize(out, ckpt_dir, title=f"{cfg.model.encoder}, {cfg.model.recipe} recipe")
+        print(f"reconstructions: {out / 'reconstructions'}")
+    return out
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="pretrain", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Run logging: one JSON line per step plus TensorBoard scalars and images (main process only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class RunLogger:
+    """Appends ``{"step": s, ...}`` lines to ``run_dir/log.jsonl`` and mirrors them to TensorBoard.
+
+    ``start_step`` > 0 (a resumed run) first drops log lines of steps >= ``start_step`` (they
+    belong to work that the resumed run redoes), so the log reads like one uninterrupted run.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        start_step: int = 0,
+        enabled: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.path = Path(run_dir) / "log.jsonl"
+        self._writer = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", -1) < start_step
+            ]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.path)
+        self._file = self.path.open("a")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(
+                str(Path(run_dir) / "tensorboard"), purge_step=start_step or None
+            )
+
+    def log(self, step: int, scalars: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._file.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in scalars.items():
+                if isinstance(value, int | float):
+                    self._writer.add_scalar(key, value, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """``image``: HxWx3 uint8 or float in [0, 1]."""
+        if self.enabled and self._writer is not None:
+            self._writer.add_image(tag, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

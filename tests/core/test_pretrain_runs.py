@@ -1,0 +1,129 @@
+"""pixio-pretrain end to end: exact resume after kill -9, and 2-process DDP (gloo) == 1 process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pixio_core.checkpoint import load_checkpoint
+from pixio_core.runlog import read_log
+
+COMMON = [
+    "model.image_size=64",
+    "train.global_batch_size=4",
+    "optim.warmup_steps=2",
+    "train.recon_every=1000",
+    "data.images_per_class=2",
+    "data.num_workers=0",
+]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _pretrain(out, data, *extra, launcher=(sys.executable, "-m")):
+    return [
+        *launcher,
+        "pixio_core.cli.pretrain",
+        f"output_dir={out}",
+        f"data.root={data}",
+        *COMMON,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    from pixio_core.data import make_shapes_dataset
+
+    return make_shapes_dataset(
+        tmp_path_factory.mktemp("shapes"), images_per_class=2, image_size=64, progress=False
+    )
+
+
+def test_killed_run_resumes_exactly(tmp_path, data_root):
+    steps = ["train.total_steps=30", "train.checkpoint_every=3", "train.keep_last=2"]
+    subprocess.run(
+        _pretrain(tmp_path / "full", data_root, *steps), check=True, env=_env(), capture_output=True
+    )
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        _pretrain(interrupted, data_root, *steps),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (interrupted / "checkpoints" / "step_00000006").exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "summary.json").exists(), "killed too late: the run had finished"
+    killed_at = len(read_log(interrupted / "log.jsonl"))
+    assert killed_at < 30
+
+    resumed = subprocess.run(
+        _pretrain(interrupted, data_root, *steps),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "resuming from" in resumed.stdout
+    full_log, resumed_log = (
+        read_log(tmp_path / "full" / "log.jsonl"),
+        read_log(interrupted / "log.jsonl"),
+    )
+    assert [e["step"] for e in resumed_log] == list(range(30))
+    assert [e["loss"] for e in resumed_log] == [e["loss"] for e in full_log]
+    full_state, _, _ = load_checkpoint(tmp_path / "full" / "checkpoints")
+    resumed_state, _, _ = load_checkpoint(interrupted / "checkpoints")
+    for key, value in full_state.items():
+        assert torch.equal(value, resumed_state[key]), key
+    # keep_last=2: only the two newest checkpoints remain
+    assert sorted(p.name for p in (interrupted / "checkpoints").glob("step_*")) == [
+        "step_00000027",
+        "step_00000030",
+    ]
+
+
+def test_two_process_ddp_matches_one_process(tmp_path, data_root):
+    steps = ["train.total_steps=4", "train.checkpoint_every=4"]
+    subprocess.run(
+        _pretrain(tmp_path / "one", data_root, *steps), check=True, env=_env(), capture_output=True
+    )
+    torchrun = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+    )
+    result = subprocess.run(
+        _pretrain(tmp_path / "two", data_root, *steps, launcher=torchrun),
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = [e["loss"] for e in read_log(tmp_path / "one" / "log.jsonl")]
+    two = [e["loss"] for e in read_log(tmp_path / "two" / "log.jsonl")]
+    assert len(one) == len(two) == 4
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-4, atol=1e-5)
+    one_state, _, _ = load_checkpoint(tmp_path / "one" / "checkpoints")
+    two_state, _, _ = load_checkpoint(tmp_path / "two" / "checkpoints")
+    for key, value in one_state.items():
+        torch.testing.assert_close(two_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
