@@ -21,7 +21,8 @@ from pixio_core.checkpoint import (
 )
 from pixio_core.data import ImageFolderDataset, make_shapes_dataset, pretrain_transform
 from pixio_core.data.curation import keep_probabilities
-from pixio_core.data.sampler import StepBatchSampler
+from pixio_core.data.sampler import StepBatchSampler, mix_seed
+from pixio_core.data.shards import ShardDataset
 from pixio_core.distributed import DistInfo, barrier
 from pixio_core.engine import cosine_schedule, lr_from_base
 from pixio_core.runlog import read_log
@@ -45,24 +46,41 @@ def prepare_output(cfg: DictConfig, info: DistInfo) -> Path:
     return out
 
 
+DATA_KINDS = ("shapes", "folder", "webdataset")
+
+
 def build_dataset(
-    data_cfg: DictConfig, image_size: int, seed: int, info: DistInfo
-) -> ImageFolderDataset:
-    """The ``data`` config group: procedural ``shapes`` (made on first use) or an image ``folder``."""
+    data_cfg: DictConfig, image_size: int, seed: int, info: DistInfo, start_step: int = 0
+) -> ImageFolderDataset | ShardDataset:
+    """The ``data`` config group: procedural ``shapes`` (made on first use), an image ``folder`` or
+    ``webdataset`` shards. Missing or empty data is an error here, before any training."""
+    if data_cfg.kind not in DATA_KINDS:
+        raise ValueError(f"data.kind must be one of {DATA_KINDS}, got {data_cfg.kind!r}")
     transform = pretrain_transform(image_size, scale=tuple(data_cfg.crop_scale))
+    if data_cfg.kind == "webdataset":
+        return ShardDataset(
+            data_cfg.urls,
+            transform,
+            seed=mix_seed(seed, start_step),  # a resumed stream reshuffles (not exact)
+            rank=info.rank,
+            world_size=info.world_size,
+            shuffle_buffer=data_cfg.shuffle_buffer,
+            curation=bool(data_cfg.curation),
+            loss_scale=data_cfg.loss_scale,
+            min_side=data_cfg.min_side,
+            entropy_threshold=data_cfg.entropy_threshold,
+        )
     if data_cfg.kind == "shapes":
         if info.is_main:
             make_shapes_dataset(
                 data_cfg.root, images_per_class=data_cfg.images_per_class, image_size=image_size
             )
         barrier(info)
-    elif data_cfg.kind != "folder":
-        raise ValueError(f"data.kind must be 'shapes' or 'folder', got {data_cfg.kind!r}")
     return ImageFolderDataset(data_cfg.root, transform, seed=seed)
 
 
 def build_loader(
-    dataset: ImageFolderDataset,
+    dataset: ImageFolderDataset | ShardDataset,
     data_cfg: DictConfig,
     train_cfg: DictConfig,
     seed: int,
@@ -75,6 +93,16 @@ def build_loader(
         raise ValueError(
             f"train.global_batch_size={train_cfg.global_batch_size} is not divisible by "
             f"{info.world_size} processes x {train_cfg.accumulation_steps} accumulation steps"
+        )
+    if isinstance(dataset, ShardDataset):
+        local = train_cfg.global_batch_size // (train_cfg.accumulation_steps * info.world_size)
+        return DataLoader(
+            dataset,
+            batch_size=local,
+            num_workers=data_cfg.num_workers,
+            drop_last=True,
+            pin_memory=device.type == "cuda",
+            persistent_workers=data_cfg.num_workers > 0,
         )
     keep = None
     if data_cfg.get("curation"):

@@ -1,16 +1,20 @@
 """``pixio-curate``: per-image scores for self-curation, written beside the data.
 
-For every image: the MAE reconstruction loss with the model's training mask settings (averaged
-over ``num_masks`` masks), the color-histogram entropy and the image size, as JSON lines in
-``<root>/pixio_curation.jsonl``. ``pixio-pretrain data.curation=<that file>`` then keeps each
+For every image (of a folder, or of each WebDataset shard): the MAE reconstruction loss with the
+model's training mask settings (averaged over ``num_masks`` masks), the color-histogram entropy
+and the image size, as JSON lines in ``<root>/pixio_curation.jsonl`` (for shards:
+``<shard>.curation.jsonl`` beside each shard). Training with ``data.curation`` then keeps each
 image with probability ``min(loss / loss_scale, 1)``, re-drawn every pass. A histogram of the
 losses of images one pass keeps vs drops is written next to the file (``*_histogram.png``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -21,42 +25,97 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from PIL import Image  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from pixio_core.cli.common import CONFIG_DIR  # noqa: E402
-from pixio_core.data import ImageFolderDataset, eval_transform  # noqa: E402
-from pixio_core.data.curation import color_histogram_entropy, keep_probabilities  # noqa: E402
+from pixio_core.data import eval_transform, find_images  # noqa: E402
+from pixio_core.data.curation import color_histogram_entropy  # noqa: E402
 from pixio_core.data.sampler import StepBatchSampler  # noqa: E402
+from pixio_core.data.shards import IMAGE_KEYS, curation_path, expand_urls  # noqa: E402
 from pixio_core.loading import load_mae  # noqa: E402
 from pixio_core.models.mae import PixioMAE  # noqa: E402
 from pixio_core.precision import autocast, resolve_precision  # noqa: E402
 
 
 @torch.no_grad()
-def reconstruction_losses(
+def score_images(
     model: PixioMAE,
-    dataset: ImageFolderDataset,
+    items: Iterable[tuple[str, Image.Image]],
+    image_size: int,
     num_masks: int,
     batch_size: int,
-    seed: int,
+    generator: torch.Generator,
     device: torch.device,
     dtype: torch.dtype,
-) -> torch.Tensor:
-    """Per-image masked-patch loss averaged over ``num_masks`` seeded masks, ``(N,)``."""
-    losses = torch.zeros(len(dataset))
-    loader = DataLoader(dataset, batch_size=batch_size)
-    generator = torch.Generator().manual_seed(seed)
-    for batch in tqdm(loader, desc="scoring", dynamic_ncols=True):
-        images = batch["image"].to(device)
+) -> Iterator[dict]:
+    """Curation records ``{"key", "loss", "entropy", "height", "width"}`` for ``(key, image)`` items.
+
+    ``loss`` is the masked-patch loss with the model's training mask settings, averaged over
+    ``num_masks`` masks, on the image resized and center-cropped to ``image_size``.
+    """
+    transform = eval_transform(image_size)
+    pending: list[dict] = []
+    tensors: list[torch.Tensor] = []
+
+    def flush() -> Iterator[dict]:
+        images = torch.stack(tensors).to(device)
         grid = model.encoder.check_input(images)
         total = torch.zeros(images.shape[0])
         for _ in range(num_masks):
             mask = model.sample_mask(images.shape[0], *grid, generator)
             with autocast(device, dtype):
                 total += model(images, mask=mask)["loss_per_sample"].float().cpu()
-        losses[batch["index"]] = total / num_masks
-    return losses
+        for record, loss in zip(pending, (total / num_masks).tolist(), strict=True):
+            yield {**record, "loss": loss}
+        pending.clear()
+        tensors.clear()
+
+    for key, image in items:
+        width, height = image.size
+        entropy = color_histogram_entropy(image)
+        pending.append({"key": key, "entropy": entropy, "height": height, "width": width})
+        tensors.append(transform(image))
+        if len(tensors) == batch_size:
+            yield from flush()
+    if tensors:
+        yield from flush()
+
+
+def folder_items(root: Path, skipped: list[str]) -> Iterator[tuple[str, Image.Image]]:
+    """``(path relative to root, RGB image)``; unreadable files are listed in ``skipped``."""
+    for path in find_images(root):
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+        except (OSError, ValueError, SyntaxError):
+            skipped.append(str(path))
+            continue
+        yield str(path.relative_to(root)), rgb
+
+
+def shard_items(shard: str, skipped: list[str]) -> Iterator[tuple[str, Image.Image]]:
+    """``(sample key, RGB image)`` of one WebDataset shard; bad samples are listed in ``skipped``."""
+    import webdataset as wds
+
+    def count(error: Exception) -> bool:
+        skipped.append(f"{shard}: {error}")
+        return True
+
+    for sample in wds.tarfile_to_samples(handler=count)(iter([{"url": shard}])):
+        data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                rgb = image.convert("RGB")
+        except Exception:  # noqa: BLE001 - any undecodable sample is skipped and listed
+            skipped.append(f"{shard}:{sample['__key__']}")
+            continue
+        yield sample["__key__"], rgb
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
+    os.replace(tmp, path)
 
 
 def save_histogram(path: Path, losses: torch.Tensor, kept: torch.Tensor, loss_scale: float) -> Path:
@@ -75,49 +134,55 @@ def save_histogram(path: Path, losses: torch.Tensor, kept: torch.Tensor, loss_sc
 
 
 def run(cfg: DictConfig) -> Path:
+    """Score the data; returns the curation file (folders) or the first shard's file (shards)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_precision(cfg.precision, device)
     model = load_mae(cfg.checkpoint, device=device)
     image_size = cfg.image_size or model.encoder.config.image_size
-    dataset = ImageFolderDataset(cfg.data.root, eval_transform(image_size))
-    losses = reconstruction_losses(
-        model, dataset, cfg.num_masks, cfg.batch_size, cfg.seed, device, dtype
+    generator = torch.Generator().manual_seed(cfg.seed)
+    skipped: list[str] = []
+    score = partial(
+        score_images,
+        model,
+        image_size=image_size,
+        num_masks=cfg.num_masks,
+        batch_size=cfg.batch_size,
+        generator=generator,
+        device=device,
+        dtype=dtype,
     )
-    if dataset.skipped:
-        print(
-            f"skipped {len(dataset.skipped)} unreadable files: {sorted(map(str, dataset.skipped))[:5]} ..."
+    if cfg.data.kind == "webdataset":
+        outputs, records = [], []
+        for shard in tqdm(expand_urls(cfg.data.urls), desc="shards"):
+            shard_records = list(score(shard_items(shard, skipped)))
+            write_jsonl(curation_path(shard), shard_records)
+            outputs.append(curation_path(shard))
+            records += shard_records
+        output = outputs[0]
+    elif cfg.data.kind == "folder":
+        root = Path(cfg.data.root)
+        records = list(score(tqdm(folder_items(root, skipped), desc="scoring")))
+        output = Path(cfg.output or root / "pixio_curation.jsonl")
+        write_jsonl(
+            output,
+            [{"path": r["key"], **{k: v for k, v in r.items() if k != "key"}} for r in records],
         )
-    output = Path(cfg.output or Path(cfg.data.root) / "pixio_curation.jsonl")
-    lines = []
-    for path, loss in zip(dataset.files, losses.tolist(), strict=True):
-        if path in dataset.skipped:
-            continue
-        with Image.open(path) as image:
-            width, height = image.size
-            entropy = color_histogram_entropy(image)
-        lines.append(
-            json.dumps(
-                {
-                    "path": str(path.relative_to(dataset.root)),
-                    "loss": loss,
-                    "entropy": entropy,
-                    "height": height,
-                    "width": width,
-                }
-            )
-        )
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, output)
+    else:
+        raise ValueError(f"data.kind must be 'folder' or 'webdataset', got {cfg.data.kind!r}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable images: {skipped[:5]}")
+    if not records:
+        raise RuntimeError(f"no readable image found in {cfg.data}")
 
-    keep = keep_probabilities(dataset.files, dataset.root, output, loss_scale=cfg.loss_scale)
-    sampler = StepBatchSampler(len(dataset), 1, 1, seed=cfg.seed, keep_probability=keep)
-    kept = torch.zeros(len(dataset), dtype=torch.bool)
+    losses = torch.tensor([r["loss"] for r in records])
+    keep = (losses / cfg.loss_scale).clamp(max=1.0)
+    sampler = StepBatchSampler(len(records), 1, 1, seed=cfg.seed, keep_probability=keep)
+    kept = torch.zeros(len(records), dtype=torch.bool)
     kept[sampler.epoch_order(0)] = True
     plot = save_histogram(
         output.with_name(output.stem + "_histogram.png"), losses, kept, cfg.loss_scale
     )
-    print(f"scored {len(lines)} images -> {output}")
+    print(f"scored {len(records)} images -> {output}")
     print(
         f"mean loss: all {losses.mean():.4f}, kept in one pass {losses[kept].mean():.4f} "
         f"({int(kept.sum())} images), dropped {losses[~kept].mean():.4f}; histogram: {plot}"

@@ -27,6 +27,7 @@ from pixio_core.cli.common import (
     resume,
     summarize,
 )
+from pixio_core.cli.pretrain import describe
 from pixio_core.data.sampler import mix_seed
 from pixio_core.distill import DistillStudent, teacher_tokens
 from pixio_core.distributed import DistInfo, cleanup, init_distributed
@@ -75,7 +76,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     )
     start_step = resume(ckpt_dir, model, optimizer, info) if train.resume else 0
     if start_step < train.total_steps:
-        dataset = build_dataset(cfg.data, spec.image_size, cfg.seed, info)
+        dataset = build_dataset(cfg.data, spec.image_size, cfg.seed, info, start_step)
         loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
         wrapped: torch.nn.Module = model
         if info.enabled:
@@ -101,7 +102,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
         if info.is_main:
             print(
                 f"distilling {cfg.teacher} ({teacher.config.embed_dim} wide, {teacher.config.depth} blocks) into "
-                f"{spec.encoder} (mask ratio {spec.mask_ratio}) on {len(dataset)} images, steps "
+                f"{spec.encoder} (mask ratio {spec.mask_ratio}) on {describe(dataset)}, steps "
                 f"{start_step}..{train.total_steps}, {device}, {str(dtype).removeprefix('torch.')}"
             )
         try:

@@ -33,6 +33,7 @@ from pixio_core.cli.common import (
     summarize,
 )
 from pixio_core.data import ImageFolderDataset, eval_transform
+from pixio_core.data.shards import ShardDataset
 from pixio_core.distributed import DistInfo, cleanup, init_distributed
 from pixio_core.engine import param_groups, pretrain_steps
 from pixio_core.models import DecoderConfig, MaskingConfig, PixioMAE, create_mae
@@ -55,15 +56,29 @@ def build_mae(model_cfg: DictConfig) -> PixioMAE:
     return create_mae(model_cfg.encoder, recipe=model_cfg.recipe, **overrides)
 
 
+def preview_images(
+    dataset: ImageFolderDataset | ShardDataset, image_size: int, count: int = 6
+) -> torch.Tensor:
+    """A few fixed images (resized and center-cropped): spread over a folder, first of the shards."""
+    if isinstance(dataset, ShardDataset):
+        stream = ShardDataset(dataset.shards[:1], eval_transform(image_size), shuffle_buffer=1)
+        return torch.stack([item["image"] for item, _ in zip(stream, range(count), strict=False)])
+    plain = ImageFolderDataset(dataset.root, eval_transform(image_size))
+    picks = [i * len(plain) // count for i in range(min(count, len(plain)))]
+    return torch.stack([plain[i]["image"] for i in picks])
+
+
+def describe(dataset: ImageFolderDataset | ShardDataset) -> str:
+    if isinstance(dataset, ShardDataset):
+        return f"{len(dataset.shards)} WebDataset shards"
+    return f"{len(dataset)} images"
+
+
 class ReconstructionPreview:
     """Original / masked / reconstruction of a few fixed images with a fixed mask, as PNG + TensorBoard."""
 
-    def __init__(
-        self, dataset: ImageFolderDataset, image_size: int, out_dir: Path, count: int = 6
-    ) -> None:
-        plain = ImageFolderDataset(dataset.root, eval_transform(image_size))
-        picks = [i * len(plain) // count for i in range(min(count, len(plain)))]
-        self.images = torch.stack([plain[i]["image"] for i in picks])
+    def __init__(self, images: torch.Tensor, out_dir: Path) -> None:
+        self.images = images
         self.out_dir = out_dir
 
     @torch.no_grad()
@@ -103,7 +118,6 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     out = prepare_output(cfg, info)
     ckpt_dir = out / "checkpoints"
     train = cfg.train
-    dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.seed, info)
 
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_mae(cfg.model).to(device)
@@ -117,6 +131,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
             print(f"nothing to do: the run in {out} already reached {start_step} steps")
         return out
 
+    dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.seed, info, start_step)
     loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
     wrapped: torch.nn.Module = model
     if info.enabled:
@@ -127,11 +142,10 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
         wrapped = torch.compile(wrapped)
 
     logger = RunLogger(out, start_step=start_step, enabled=info.is_main)
-    preview = (
-        ReconstructionPreview(dataset, cfg.model.image_size, out / "reconstructions")
-        if info.is_main
-        else None
-    )
+    preview = None
+    if info.is_main:
+        images = preview_images(dataset, cfg.model.image_size)
+        preview = ReconstructionPreview(images, out / "reconstructions")
     save = checkpoint_hook(ckpt_dir, model, optimizer, model_config, train, info)
 
     def on_step(step: int, scalars: dict[str, float]) -> None:
@@ -143,7 +157,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     schedule = lr_schedule(cfg.optim, train)
     if info.is_main:
         print(
-            f"pre-training {cfg.model.encoder} ({cfg.model.recipe} recipe) on {len(dataset)} images at "
+            f"pre-training {cfg.model.encoder} ({cfg.model.recipe} recipe) on {describe(dataset)} at "
             f"{cfg.model.image_size} px: steps {start_step}..{train.total_steps}, global batch "
             f"{train.global_batch_size} on {info.world_size} process(es), {device}, "
             f"{str(dtype).removeprefix('torch.')}, peak lr {max(schedule):.3g}"
