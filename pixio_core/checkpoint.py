@@ -170,3 +170,73 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:
             shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+SHARDED_DIR = "dcp"
+
+
+def is_sharded_checkpoint(path: str | os.PathLike) -> bool:
+    return (Path(path) / SHARDED_DIR).is_dir()
+
+
+def save_sharded_checkpoint(
+    directory: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: dict[str, Any],
+    train_state: dict[str, Any],
+    is_main: bool,
+) -> Path:
+    """An FSDP checkpoint, called on every rank: model + optimizer shards in ``dcp/``
+    (torch.distributed.checkpoint, loadable on any number of processes), plus a consolidated
+    ``model.safetensors`` + ``config.json`` + ``train_state.pt`` written by the main rank, so that
+    ``load_encoder`` reads it like any other checkpoint. Atomic: written to a temporary sibling
+    folder, renamed when complete."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_state_dict,
+    )
+
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    if is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / SHARDED_DIR))
+    full = get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    if is_main:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in full.items()}
+        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps({FORMAT_KEY: FORMAT_VERSION, **config}, indent=2, sort_keys=True)
+        )
+        torch.save(train_state, tmp / TRAIN_STATE_FILE)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    dist.barrier()
+    return directory
+
+
+def load_sharded_checkpoint(
+    directory: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Load ``dcp/`` shards into a (sharded or plain) model and its optimizer; returns train_state."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    directory = Path(directory)
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=str(directory / SHARDED_DIR))
+    set_state_dict(
+        model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
+    )
+    return torch.load(directory / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)

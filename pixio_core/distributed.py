@@ -68,3 +68,20 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def apply_fsdp(model: torch.nn.Module, param_dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """FSDP2: shard every transformer block, then the root (in place; returns ``model``).
+
+    Parameters are gathered in ``param_dtype`` (bf16 for the large sizes) and gradients are
+    reduced in fp32.
+    """
+    from timm.models.vision_transformer import Block
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    for module in list(model.modules()):
+        if isinstance(module, Block):
+            fully_shard(module, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model

@@ -14,9 +14,13 @@ from torch.utils.data import DataLoader
 
 from pixio_core.checkpoint import (
     LAST_POINTER,
+    is_sharded_checkpoint,
     load_checkpoint,
+    load_sharded_checkpoint,
     prune_checkpoints,
+    resolve_checkpoint_dir,
     save_checkpoint,
+    save_sharded_checkpoint,
     write_last_pointer,
 )
 from pixio_core.data import ImageFolderDataset, make_shapes_dataset, pretrain_transform
@@ -145,20 +149,38 @@ def lr_schedule(optim_cfg: DictConfig, train_cfg: DictConfig) -> list[float]:
     return cosine_schedule(peak, train_cfg.total_steps, warmup, final=optim_cfg.min_lr)
 
 
+def uses_fsdp(train_cfg: DictConfig, info: DistInfo) -> bool:
+    """FSDP2 only makes sense with several processes; a single process trains the plain model."""
+    if train_cfg.strategy not in ("ddp", "fsdp"):
+        raise ValueError(f"train.strategy must be 'ddp' or 'fsdp', got {train_cfg.strategy!r}")
+    return info.enabled and train_cfg.strategy == "fsdp"
+
+
 def resume(
     ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo
 ) -> int:
-    """Load the newest checkpoint of ``ckpt_dir`` (if any) into model and optimizer; return its step."""
+    """Load the newest checkpoint of ``ckpt_dir`` (if any) into model and optimizer; return its step.
+
+    Sharded (FSDP) checkpoints load on any number of processes, sharded or not; a full checkpoint
+    loads into a plain or DDP model.
+    """
     if not (ckpt_dir / LAST_POINTER).is_file():
         return 0
-    state, _, train_state = load_checkpoint(ckpt_dir, with_train_state=True)
-    model.load_state_dict(state)
-    optimizer.load_state_dict(train_state["optimizer"])
+    target = resolve_checkpoint_dir(ckpt_dir)
+    if is_sharded_checkpoint(target):
+        train_state = load_sharded_checkpoint(target, model, optimizer)
+    else:
+        if any(type(p).__name__ == "DTensor" for p in model.parameters()):
+            raise ValueError(
+                f"{target} is a full (non-sharded) checkpoint; resume it with train.strategy=ddp "
+                f"(FSDP runs resume from their own sharded checkpoints)"
+            )
+        state, _, train_state = load_checkpoint(target, with_train_state=True)
+        model.load_state_dict(state)
+        optimizer.load_state_dict(train_state["optimizer"])
     step = int(train_state["step"])
     if info.is_main:
-        print(
-            f"resuming from {ckpt_dir / (ckpt_dir / LAST_POINTER).read_text().strip()} at step {step}"
-        )
+        print(f"resuming from {target} at step {step}")
     return step
 
 
@@ -169,20 +191,29 @@ def checkpoint_hook(
     config: dict[str, Any],
     train_cfg: DictConfig,
     info: DistInfo,
+    sharded: bool = False,
 ) -> Callable[[int, dict[str, float]], None]:
-    """Every ``checkpoint_every`` steps and at the end: an atomic checkpoint, ``last``, keep-last-K."""
+    """Every ``checkpoint_every`` steps and at the end: an atomic checkpoint, ``last``, keep-last-K.
+
+    ``sharded`` (FSDP): every rank writes its shards with torch.distributed.checkpoint.
+    """
 
     def save(step: int, scalars: dict[str, float]) -> None:
         done = step + 1
         if done % train_cfg.checkpoint_every and done != train_cfg.total_steps:
             return
+        path = ckpt_dir / f"step_{done:08d}"
+        if sharded:
+            train_state = {"step": done, "loss": scalars["loss"]}
+            save_sharded_checkpoint(path, model, optimizer, config, train_state, info.is_main)
+        elif info.is_main:
+            train_state = {
+                "step": done,
+                "optimizer": optimizer.state_dict(),
+                "loss": scalars["loss"],
+            }
+            save_checkpoint(path, model.state_dict(), config, train_state)
         if info.is_main:
-            path = save_checkpoint(
-                ckpt_dir / f"step_{done:08d}",
-                model.state_dict(),
-                config,
-                {"step": done, "optimizer": optimizer.state_dict(), "loss": scalars["loss"]},
-            )
             write_last_pointer(ckpt_dir, path)
             prune_checkpoints(ckpt_dir, train_cfg.keep_last)
         barrier(info)

@@ -31,10 +31,11 @@ from pixio_core.cli.common import (
     resolve_device,
     resume,
     summarize,
+    uses_fsdp,
 )
 from pixio_core.data import ImageFolderDataset, eval_transform
 from pixio_core.data.shards import ShardDataset
-from pixio_core.distributed import DistInfo, cleanup, init_distributed
+from pixio_core.distributed import DistInfo, apply_fsdp, cleanup, init_distributed
 from pixio_core.engine import param_groups, pretrain_steps
 from pixio_core.models import DecoderConfig, MaskingConfig, PixioMAE, create_mae
 from pixio_core.precision import resolve_precision
@@ -82,7 +83,7 @@ class ReconstructionPreview:
         self.out_dir = out_dir
 
     @torch.no_grad()
-    def __call__(self, model: PixioMAE, step: int, logger: RunLogger) -> Path:
+    def __call__(self, model: PixioMAE, step: int, logger: RunLogger) -> Path | None:
         device = next(model.parameters()).device
         images = self.images.to(device)
         grid = model.encoder.check_input(images)
@@ -94,6 +95,8 @@ class ReconstructionPreview:
         panels = reconstruction_panels(
             images, result["pred"], result["mask"], model.encoder.patch_size, model.norm_pix_loss
         )
+        if not logger.enabled:
+            return None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = save_reconstruction_grid(
             self.out_dir / f"step_{step:08d}.png", *[p.cpu() for p in panels]
@@ -122,6 +125,9 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_mae(cfg.model).to(device)
     model_config = {"kind": "mae", "recipe": cfg.model.recipe, **model.config_dict()}
+    sharded = uses_fsdp(train, info)
+    if sharded:
+        apply_fsdp(model, param_dtype=dtype)
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.optim.weight_decay), lr=0.0, betas=tuple(cfg.optim.betas)
     )
@@ -134,7 +140,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.seed, info, start_step)
     loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
     wrapped: torch.nn.Module = model
-    if info.enabled:
+    if info.enabled and not sharded:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -142,11 +148,12 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
         wrapped = torch.compile(wrapped)
 
     logger = RunLogger(out, start_step=start_step, enabled=info.is_main)
+    # with FSDP every rank must take part in the preview's forward pass; only the main rank writes
     preview = None
-    if info.is_main:
+    if info.is_main or sharded:
         images = preview_images(dataset, cfg.model.image_size)
         preview = ReconstructionPreview(images, out / "reconstructions")
-    save = checkpoint_hook(ckpt_dir, model, optimizer, model_config, train, info)
+    save = checkpoint_hook(ckpt_dir, model, optimizer, model_config, train, info, sharded)
 
     def on_step(step: int, scalars: dict[str, float]) -> None:
         save(step, scalars)

@@ -1,6 +1,7 @@
 """pixio-pretrain end to end: exact resume after kill -9, and 2-process DDP (gloo) == 1 process."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 import pytest
 import torch
 
-from pixio_core.checkpoint import load_checkpoint
+from pixio_core.checkpoint import load_checkpoint, write_last_pointer
 from pixio_core.runlog import read_log
 
 COMMON = [
@@ -127,3 +128,52 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_root):
     two_state, _, _ = load_checkpoint(tmp_path / "two" / "checkpoints")
     for key, value in one_state.items():
         torch.testing.assert_close(two_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_fsdp_matches_one_process_and_resumes_on_another_process_count(tmp_path, data_root):
+    steps = ["train.total_steps=6", "train.checkpoint_every=2", "train.keep_last=5"]
+    subprocess.run(
+        _pretrain(tmp_path / "one", data_root, *steps), check=True, env=_env(), capture_output=True
+    )
+    torchrun = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+    )
+    sharded = tmp_path / "fsdp"
+    result = subprocess.run(
+        _pretrain(sharded, data_root, "train.strategy=fsdp", *steps, launcher=torchrun),
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = sharded / "checkpoints" / "step_00000004"
+    assert (checkpoint / "dcp" / ".metadata").is_file() and (
+        checkpoint / "model.safetensors"
+    ).is_file()
+    # the consolidated weights load like any checkpoint and equal the 1-process run's
+    one_state, _, _ = load_checkpoint(tmp_path / "one" / "checkpoints" / "step_00000004")
+    fsdp_state, _, _ = load_checkpoint(checkpoint)
+    for key, value in one_state.items():
+        torch.testing.assert_close(fsdp_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    # as if the 2-process run had died after step 4: resume it in 1 process (resharded by DCP)
+    shutil.rmtree(sharded / "checkpoints" / "step_00000006")
+    write_last_pointer(sharded / "checkpoints", checkpoint)
+    resumed = subprocess.run(
+        _pretrain(sharded, data_root, *steps), env=_env(), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "at step 4" in resumed.stdout
+    one = [e["loss"] for e in read_log(tmp_path / "one" / "log.jsonl")]
+    two = [e["loss"] for e in read_log(sharded / "log.jsonl")]
+    assert len(two) == 6
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-4, atol=1e-5)
+    final_one, _, _ = load_checkpoint(tmp_path / "one" / "checkpoints")
+    final_two, _, _ = load_checkpoint(sharded / "checkpoints")
+    for key, value in final_one.items():
+        torch.testing.assert_close(final_two[key], value, rtol=1e-4, atol=1e-4, msg=key)
