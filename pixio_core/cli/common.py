@@ -27,12 +27,32 @@ from pixio_core.data import ImageFolderDataset, make_shapes_dataset, pretrain_tr
 from pixio_core.data.curation import keep_probabilities
 from pixio_core.data.sampler import StepBatchSampler, mix_seed
 from pixio_core.data.shards import ShardDataset
-from pixio_core.distributed import DistInfo, barrier
+from pixio_core.distributed import DistInfo, barrier, cleanup, init_distributed
 from pixio_core.engine import cosine_schedule, lr_from_base
 from pixio_core.runlog import read_log
 from pixio_core.visualize import save_loss_curve
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def run_distributed(cfg: DictConfig, body: Callable[[DictConfig, DistInfo], Path]) -> Path:
+    """Join torch.distributed when launched by torchrun (NCCL on GPUs, gloo on CPUs), run
+    ``body(cfg, info)`` and always leave the process group."""
+    device_type = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    info = init_distributed(device_type)
+    try:
+        return body(cfg, info)
+    finally:
+        cleanup(info)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
+    """DistributedDataParallel under several processes; the model itself otherwise."""
+    if not info.enabled:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def resolve_device(name: str, local_rank: int) -> torch.device:

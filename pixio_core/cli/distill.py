@@ -25,12 +25,14 @@ from pixio_core.cli.common import (
     prepare_output,
     resolve_device,
     resume,
+    run_distributed,
     summarize,
+    wrap_ddp,
 )
 from pixio_core.cli.pretrain import describe
 from pixio_core.data.sampler import mix_seed
 from pixio_core.distill import DistillStudent, teacher_tokens
-from pixio_core.distributed import DistInfo, cleanup, init_distributed
+from pixio_core.distributed import DistInfo
 from pixio_core.engine import param_groups, step_mask, train_steps
 from pixio_core.loading import load_encoder, save_encoder
 from pixio_core.masking import sample_block_mask
@@ -40,12 +42,8 @@ from pixio_core.runlog import RunLogger
 
 
 def run(cfg: DictConfig) -> Path:
-    device_type = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    info = init_distributed(device_type)
-    try:
-        return _run(cfg, info)
-    finally:
-        cleanup(info)
+    """Distil as configured; returns ``output_dir``. Joins torch.distributed under torchrun."""
+    return run_distributed(cfg, _run)
 
 
 def _run(cfg: DictConfig, info: DistInfo) -> Path:
@@ -78,11 +76,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     if start_step < train.total_steps:
         dataset = build_dataset(cfg.data, spec.image_size, cfg.seed, info, start_step)
         loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
-        wrapped: torch.nn.Module = model
-        if info.enabled:
-            wrapped = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
+        wrapped = wrap_ddp(model, device, info)
 
         def sample_mask(batch: int, grid_h: int, grid_w: int, generator: torch.Generator):
             return sample_block_mask(

@@ -30,12 +30,14 @@ from pixio_core.cli.common import (
     prepare_output,
     resolve_device,
     resume,
+    run_distributed,
     summarize,
     uses_fsdp,
+    wrap_ddp,
 )
 from pixio_core.data import ImageFolderDataset, eval_transform
 from pixio_core.data.shards import ShardDataset
-from pixio_core.distributed import DistInfo, apply_fsdp, cleanup, init_distributed
+from pixio_core.distributed import DistInfo, apply_fsdp
 from pixio_core.engine import param_groups, pretrain_steps
 from pixio_core.models import DecoderConfig, MaskingConfig, PixioMAE, create_mae
 from pixio_core.precision import resolve_precision
@@ -107,12 +109,7 @@ class ReconstructionPreview:
 
 def run(cfg: DictConfig) -> Path:
     """Train as configured; returns ``output_dir``. Joins torch.distributed under torchrun."""
-    device_type = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    info = init_distributed(device_type)
-    try:
-        return _run(cfg, info)
-    finally:
-        cleanup(info)
+    return run_distributed(cfg, _run)
 
 
 def _run(cfg: DictConfig, info: DistInfo) -> Path:
@@ -139,11 +136,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
 
     dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.seed, info, start_step)
     loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
-    wrapped: torch.nn.Module = model
-    if info.enabled and not sharded:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    wrapped = model if sharded else wrap_ddp(model, device, info)
     if train.compile:
         wrapped = torch.compile(wrapped)
 
