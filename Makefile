@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # Debian packages the project needs (each later part adds its own here).
-APT_PACKAGES :=
+# Mesa EGL for headless MuJoCo rendering (MUJOCO_GL=egl).
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
+export MUJOCO_GL ?= egl
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps demo test lint bench clean

@@ -12,4 +12,5 @@ env_packages = ["pixio_envs"] + [f"pixio_envs.{name}" for name in find_packages(
 setup(
     packages=main_packages + env_packages,
     package_dir={"pixio_envs": "envs"},
+    package_data={"pixio_envs": ["assets/*.xml"]},
 )
