@@ -24,19 +24,13 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
+from pixio_envs.rendering import fast_render_flags, make_renderer
 
 ASSET = Path(__file__).parent / "assets" / "push_block.xml"
 MAX_SPEED = 0.3
 SUCCESS_RADIUS = 0.04
 PUCK_RADIUS = 0.03
 PUSHER_RADIUS = 0.02
-
-
-def fast_render_flags(renderer: mujoco.Renderer) -> None:
-    """Shadows and reflections off: ~10x faster on software GL, applied identically everywhere."""
-    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
 
 
 class PushBlockEnv(gym.Env):
@@ -96,8 +90,7 @@ class PushBlockEnv(gym.Env):
 
     def _render_pixels(self) -> np.ndarray:
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
-            fast_render_flags(self._renderer)
+            self._renderer = make_renderer(self.model, self.image_size, self.image_size)
         self._renderer.update_scene(self.data, camera=self.camera)
         fast_render_flags(self._renderer)
         return self._renderer.render().copy()

@@ -1,0 +1,187 @@
+"""Scripted-expert demonstrations in robomimic's HDF5 layout.
+
+    data/                  attrs: total (number of samples), env_args (JSON: env_name, env_kwargs, ...)
+      demo_0/              attrs: num_samples
+        obs/<key>          (T, ...) per observation key (pixels uint8 (T, H, W, 3), proprio, state)
+        next_obs/<key>     (T, ...)
+        actions            (T, action_dim) float32
+        rewards            (T,) float32
+        dones              (T,) uint8 (1 on the last step of a successful episode)
+    mask/train, mask/valid  names of the demos in each split (bytes)
+
+Only successful episodes are kept. Files are written to a temporary name and renamed when
+complete, and an existing file is never overwritten unless asked to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+
+class Expert(Protocol):
+    def reset(self) -> None: ...
+
+    def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass
+class CollectionStats:
+    attempts: int = 0
+    successes: int = 0
+    samples: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(1, self.attempts)
+
+
+def _episode(env: gym.Env, expert: Expert, seed: int) -> tuple[dict[str, list], bool]:
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    record: dict[str, list] = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "dones": []}
+    done = False
+    while not done:
+        action = np.asarray(expert.get_action(obs), dtype=np.float32)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        record["obs"].append(obs)
+        record["next_obs"].append(next_obs)
+        record["actions"].append(action)
+        record["rewards"].append(float(reward))
+        record["dones"].append(int(done and bool(info.get("is_success", False))))
+        obs = next_obs
+    return record, bool(info.get("is_success", False))
+
+
+def collect_demos(
+    env_id: str,
+    expert: Expert,
+    output: str | os.PathLike,
+    num_demos: int,
+    env_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    valid_fraction: float = 0.1,
+    max_attempts: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CollectionStats:
+    """Roll out ``expert`` in ``env_id`` until ``num_demos`` successful episodes are written."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(
+            f"{output} already exists; pass overwrite=True (or choose another path)"
+        )
+    if num_demos < 1:
+        raise ValueError(f"num_demos must be >= 1, got {num_demos}")
+    env_kwargs = dict(env_kwargs or {})
+    env = gym.make(env_id, **env_kwargs)
+    max_attempts = max_attempts or 3 * num_demos
+    stats = CollectionStats()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    bar = tqdm(total=num_demos, desc=f"demos {env_id}", disable=not progress)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            data = handle.create_group("data")
+            while stats.successes < num_demos:
+                if stats.attempts >= max_attempts:
+                    raise RuntimeError(
+                        f"the expert succeeded in {stats.successes} of {stats.attempts} episodes of {env_id}; "
+                        f"{num_demos} demos were asked for (max_attempts={max_attempts})"
+                    )
+                record, success = _episode(env, expert, seed + stats.attempts)
+                stats.attempts += 1
+                if not success:
+                    continue
+                group = data.create_group(f"demo_{stats.successes}")
+                steps = len(record["actions"])
+                group.attrs["num_samples"] = steps
+                group.attrs["seed"] = seed + stats.attempts - 1
+                for part in ("obs", "next_obs"):
+                    for key in record[part][0]:
+                        stacked = np.stack([o[key] for o in record[part]])
+                        compression = "gzip" if stacked.dtype == np.uint8 else None
+                        group.create_dataset(f"{part}/{key}", data=stacked, compression=compression)
+                group.create_dataset("actions", data=np.stack(record["actions"]).astype(np.float32))
+                group.create_dataset(
+                    "rewards", data=np.asarray(record["rewards"], dtype=np.float32)
+                )
+                group.create_dataset("dones", data=np.asarray(record["dones"], dtype=np.uint8))
+                stats.successes += 1
+                stats.samples += steps
+                bar.update(1)
+                bar.set_postfix(success_rate=f"{stats.success_rate:.0%}")
+            data.attrs["total"] = stats.samples
+            data.attrs["env_args"] = json.dumps(
+                {"env_name": env_id, "type": "gymnasium", "env_kwargs": env_kwargs}
+            )
+            names = [f"demo_{i}" for i in range(num_demos)]
+            n_valid = int(round(num_demos * valid_fraction))
+            order = np.random.default_rng(seed).permutation(num_demos)
+            valid = sorted(names[i] for i in order[:n_valid])
+            train = sorted(names[i] for i in order[n_valid:])
+            handle.create_dataset("mask/train", data=np.array(train, dtype="S"))
+            handle.create_dataset("mask/valid", data=np.array(valid, dtype="S"))
+        os.replace(tmp, output)
+    finally:
+        bar.close()
+        env.close()
+        tmp.unlink(missing_ok=True)
+    return stats
+
+
+@dataclass(frozen=True)
+class DemoFileInfo:
+    env_name: str
+    env_kwargs: dict[str, Any]
+    num_demos: int
+    total: int
+    action_dim: int
+    obs_keys: tuple[str, ...]
+
+
+def inspect_demos(
+    path: str | os.PathLike, env_name: str | None = None, action_dim: int | None = None
+) -> DemoFileInfo:
+    """Validate a demo file and describe it; a clear error names what does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"demo file {path} does not exist")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable HDF5 file: {error}") from error
+    with handle:
+        if "data" not in handle or "env_args" not in handle["data"].attrs:
+            raise ValueError(
+                f"{path} is not a robomimic-layout demo file (no data group with env_args)"
+            )
+        env_args = json.loads(handle["data"].attrs["env_args"])
+        demos = [k for k in handle["data"] if k.startswith("demo_")]
+        if not demos:
+            raise ValueError(f"{path} holds no demos")
+        first = handle["data"][demos[0]]
+        info = DemoFileInfo(
+            env_name=env_args.get("env_name", ""),
+            env_kwargs=env_args.get("env_kwargs", {}),
+            num_demos=len(demos),
+            total=int(handle["data"].attrs.get("total", 0)),
+            action_dim=int(first["actions"].shape[1]),
+            obs_keys=tuple(sorted(first["obs"])),
+        )
+    if env_name is not None and info.env_name != env_name:
+        raise ValueError(f"{path} holds demos of {info.env_name!r}, not {env_name!r}")
+    if action_dim is not None and info.action_dim != action_dim:
+        raise ValueError(
+            f"{path} has actions of dimension {info.action_dim}, the env expects {action_dim}"
+        )
+    return info
