@@ -3,7 +3,11 @@
 Importing this package registers the environments with Gymnasium (the Gymnasium convention for
 third-party envs; ``gymnasium.make("pixio_envs:pixio_envs/PushBlock-v0")`` imports it for you):
 
-* ``pixio_envs/PushBlock-v0``: our own tabletop pushing task (``push_block.py``), 150 steps.
+* ``pixio_envs/PushBlock-v0``: our own tabletop pushing task (``push_block.py``), 150 steps;
+* ``pixio_envs/MetaWorld-<task>`` for the five CortexBench MetaWorld tasks (``assembly-v3``,
+  ``bin-picking-v3``, ``button-press-topdown-v3``, ``drawer-open-v3``, ``hammer-v3``) and
+  ``pixio_envs/MetaWorld`` for any MetaWorld task by name (``task="pick-place-v3"``), 500 steps
+  (``metaworld_pixels.py``).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -14,6 +18,21 @@ ENVS = {
         "max_episode_steps": 150,
     },
 }
+
+_METAWORLD = "pixio_envs.metaworld_pixels:MetaWorldPixelEnv"
+ENVS["pixio_envs/MetaWorld"] = {"entry_point": _METAWORLD, "max_episode_steps": 500}
+for _task in (
+    "assembly-v3",
+    "bin-picking-v3",
+    "button-press-topdown-v3",
+    "drawer-open-v3",
+    "hammer-v3",
+):
+    ENVS[f"pixio_envs/MetaWorld-{_task}"] = {
+        "entry_point": _METAWORLD,
+        "max_episode_steps": 500,
+        "kwargs": {"task": _task},
+    }
 
 for env_id, spec in ENVS.items():
     if env_id not in registry:

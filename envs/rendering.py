@@ -30,7 +30,10 @@ def fast_render_flags(renderer: mujoco.Renderer) -> None:
 
 
 def make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """An offscreen renderer with the fixed fast settings: no shadow maps, no multisampling."""
     _load_triton_first()
+    model.vis.quality.shadowsize = 0  # must be set before the GL context is made
+    model.vis.quality.offsamples = 0
     renderer = mujoco.Renderer(model, height, width)
     fast_render_flags(renderer)
     return renderer

@@ -2,6 +2,7 @@
 
     pixio-robot collect                                  # 25 PushBlock demos -> outputs/robot/demos/
     pixio-robot collect num_demos=50 env.kwargs.image_size=128 output=/data/push.hdf5
+    pixio-robot collect env=metaworld env.kwargs.task=hammer-v3 num_demos=25
 
 Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout).
 """
@@ -32,13 +33,15 @@ def collect(cfg: DictConfig) -> None:
 
     from pixio_robot.demos import collect_demos
 
-    expert = load_object(cfg.env.expert)()
+    expert_kwargs = cfg.env.get("expert_kwargs")
+    expert_kwargs = OmegaConf.to_container(expert_kwargs, resolve=True) if expert_kwargs else {}
+    expert = load_object(cfg.env.expert)(**expert_kwargs)
     stats = collect_demos(
         cfg.env.id,
         expert,
         cfg.output,
         cfg.num_demos,
-        env_kwargs=OmegaConf.to_container(cfg.env.kwargs),
+        env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
         seed=cfg.seed,
         valid_fraction=cfg.valid_fraction,
         max_attempts=cfg.max_attempts,

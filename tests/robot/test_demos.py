@@ -160,3 +160,25 @@ def test_collect_cli(tmp_path, capsys):
         main(["collect", "num_demos=2", f"output={output}", "env.kwargs.image_size=16"])
     with pytest.raises(SystemExit, match="usage: pixio-robot"):
         main(["train"])
+
+
+def test_collect_cli_on_a_metaworld_task(tmp_path):
+    from pixio_robot.cli import main
+
+    output = tmp_path / "mw.hdf5"
+    main(
+        [
+            "collect",
+            "env=metaworld",
+            "env.kwargs.task=button-press-topdown-v3",
+            "env.kwargs.image_size=16",
+            "num_demos=1",
+            f"output={output}",
+        ]
+    )
+    info = inspect_demos(output, env_name="pixio_envs/MetaWorld", action_dim=4)
+    assert info.env_kwargs["task"] == "button-press-topdown-v3" and info.obs_keys == (
+        "pixels",
+        "proprio",
+        "state",
+    )
