@@ -1,0 +1,73 @@
+"""Behavior cloning end to end at a tiny size: demos -> features -> MLP -> rollouts in MuJoCo."""
+
+import pixio_envs  # noqa: F401
+import pytest
+import torch
+from pixio_envs.push_block import PushBlockExpert
+
+from pixio_core import create_encoder
+from pixio_robot.bc import DemoFeatureDataset, evaluate, train_bc
+from pixio_robot.demos import collect_demos
+from pixio_robot.features import cached_demo_features
+from pixio_robot.policies import make_policy
+
+ENV = "pixio_envs/PushBlock-v0"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bc")
+    path = root / "push.hdf5"
+    collect_demos(
+        ENV,
+        PushBlockExpert(),
+        path,
+        num_demos=4,
+        env_kwargs={"image_size": 32},
+        valid_fraction=0.25,
+        progress=False,
+    )
+    torch.manual_seed(0)
+    encoder = create_encoder("pixio_vitt16", depth=2).eval()
+    features, _ = cached_demo_features(
+        path, encoder, "tiny", root / "cache", image_size=32, progress=False
+    )
+    return path, encoder, features
+
+
+def test_dataset_stacks_history_with_first_frame_padding(setup):
+    path, _, features = setup
+    dataset = DemoFeatureDataset(str(path), features, frame_history=3, split="train")
+    assert len(dataset) > 0
+    first = dataset[0]
+    assert (
+        first["features"].shape == (3, 192)
+        and first["proprio"].shape == (4,)
+        and first["action"].shape == (2,)
+    )
+    torch.testing.assert_close(first["features"][0], first["features"][2])  # padded with frame 0
+    later = dataset[2]
+    demo = dataset.features[0]
+    torch.testing.assert_close(later["features"], demo[[0, 1, 2]])
+    with pytest.raises(KeyError, match="no cached features"):
+        DemoFeatureDataset(str(path), {}, split="train")
+
+
+def test_train_then_evaluate_in_mujoco(setup):
+    path, encoder, features = setup
+    dataset = DemoFeatureDataset(str(path), features, split="train")
+    policy = make_policy("mlp", feature_dim=192, proprio_dim=4, action_dim=2)
+    losses = train_bc(policy, dataset, steps=150, batch_size=64, progress=False)
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+    result = evaluate(
+        policy,
+        encoder,
+        ENV,
+        {"image_size": 32},
+        seeds=[0, 1],
+        episodes_per_seed=1,
+        image_size=32,
+        progress=False,
+    )
+    assert set(result.success_per_seed) == {0, 1}
+    assert 0.0 <= result.success_rate <= 1.0 and 1 <= result.mean_episode_steps <= 150
