@@ -53,6 +53,17 @@ def read_curation(path: str | Path) -> dict[str, dict]:
     return records
 
 
+def record_keep_probability(
+    record: dict, loss_scale: float, min_side: int = 0, entropy_threshold: float | None = None
+) -> float:
+    """``min(loss / loss_scale, 1)`` for one curation record, 0 where a hard filter drops it."""
+    if min_side and min(record.get("height", math.inf), record.get("width", math.inf)) < min_side:
+        return 0.0
+    if entropy_threshold is not None and record.get("entropy", math.inf) <= entropy_threshold:
+        return 0.0
+    return max(0.0, min(float(record["loss"]) / loss_scale, 1.0))
+
+
 def keep_probabilities(
     files: list[Path],
     root: str | Path,
@@ -74,13 +85,5 @@ def keep_probabilities(
         record = records.get(str(file.relative_to(root)))
         if record is None:
             continue
-        probability = min(float(record["loss"]) / loss_scale, 1.0)
-        if (
-            min_side
-            and min(record.get("height", math.inf), record.get("width", math.inf)) < min_side
-        ):
-            probability = 0.0
-        if entropy_threshold is not None and record.get("entropy", math.inf) <= entropy_threshold:
-            probability = 0.0
-        keep[index] = max(0.0, probability)
+        keep[index] = record_keep_probability(record, loss_scale, min_side, entropy_threshold)
     return keep

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from pixio_core.data.curation import record_keep_probability
 from pixio_core.data.sampler import mix_seed
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
@@ -97,19 +97,9 @@ class ShardDataset(IterableDataset):
             if not line.strip():
                 continue
             record = json.loads(line)
-            probability = min(float(record["loss"]) / self.loss_scale, 1.0)
-            if (
-                self.min_side
-                and min(record.get("height", math.inf), record.get("width", math.inf))
-                < self.min_side
-            ):
-                probability = 0.0
-            if (
-                self.entropy_threshold is not None
-                and record.get("entropy", math.inf) <= self.entropy_threshold
-            ):
-                probability = 0.0
-            keep[record["key"]] = probability
+            keep[record["key"]] = record_keep_probability(
+                record, self.loss_scale, self.min_side, self.entropy_threshold
+            )
         return keep
 
     def _samples(self, shards: list[str], counter: list[int]) -> Iterator[tuple[str, bytes, float]]:
