@@ -1,10 +1,15 @@
-"""Behavior cloning on PushBlock-v0 with frozen encoders: success rate, control-loop rate, caching speed.
+"""Behavior cloning with frozen encoders: success rates, control-loop rate, caching speed.
 
-Collects ``--demos`` scripted-expert demos at ``--image-size`` px, caches the pooled class-token
-features of every frame for each encoder, trains the CortexBench MLP policy (3 frames + proprio,
-256x3) and evaluates the success rate over ``--seeds`` x ``--episodes`` rollouts. Encoders: a
-pixio-pretrain checkpoint (``--checkpoint``, default: the demo's) and the same architecture
-randomly initialised. Prints a markdown table and writes JSON.
+For each env (our PushBlock task and any MetaWorld task), collects ``--demos`` scripted-expert
+demos at ``--image-size`` px (the expert's success rate is reported), then for each encoder and
+policy trains behavior cloning on the cached frozen features (``pixio_robot.pipeline``) and
+evaluates the success rate over ``--seeds`` x ``--episodes`` rollouts in parallel workers. Also
+measures env steps/s (render + physics) and the full control loop (render + encoder + policy +
+physics, one env). Encoders: any ``load_encoder`` source or ``random:<size>``. Prints a markdown
+table and writes JSON.
+
+    python benchmarks/robot_bc.py --envs push_block --policies mlp,act
+    python benchmarks/robot_bc.py --envs metaworld:drawer-open-v3,metaworld:hammer-v3 --demos 25
 """
 
 from __future__ import annotations
@@ -16,25 +21,37 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import pixio_envs  # noqa: F401
+import pixio_envs
 import torch
+from pixio_envs.metaworld_pixels import MetaWorldExpert
 from pixio_envs.push_block import PushBlockExpert
 
-from pixio_core import load_encoder
-from pixio_core.models import PixioEncoder
-from pixio_robot.bc import DemoFeatureDataset, evaluate, train_bc
+from pixio_robot.checkpoint import load_policy
 from pixio_robot.demos import collect_demos
-from pixio_robot.features import cached_demo_features, embed_frames
-from pixio_robot.policies import make_policy
-
-ENV = "pixio_envs/PushBlock-v0"
+from pixio_robot.features import embed_frames, load_frozen_encoder
+from pixio_robot.pipeline import evaluate_policy, train_policy
 
 
-def control_rate(
-    encoder: PixioEncoder, policy, image_size: int, steps: int = 100
-) -> tuple[float, float]:
-    """(env steps/s with rendering alone, full control loop steps/s: render + encoder + policy + step)."""
-    env = gym.make(ENV, image_size=image_size)
+def env_spec(name: str, image_size: int):
+    """``push_block`` or ``metaworld:<task>`` -> (env id, env kwargs, expert)."""
+    if name == "push_block":
+        return "pixio_envs/PushBlock-v0", {"image_size": image_size}, PushBlockExpert()
+    if name.startswith("metaworld:"):
+        task = name.split(":", 1)[1]
+        env_id = f"pixio_envs/MetaWorld-{task}"
+        kwargs = {"image_size": image_size}
+        if env_id not in pixio_envs.ENVS:
+            env_id, kwargs = "pixio_envs/MetaWorld", {**kwargs, "task": task}
+        return env_id, kwargs, MetaWorldExpert(task)
+    raise SystemExit(f"unknown env {name!r}: use push_block or metaworld:<task>")
+
+
+def control_rate(env_id: str, env_kwargs: dict, policy_dir: Path, steps: int = 100):
+    """(env steps/s with rendering alone, full control loop steps/s) for one env."""
+    policy, config = load_policy(policy_dir)
+    reference = config["encoder"]
+    encoder, _ = load_frozen_encoder(reference["source"], reference["seed"])
+    env = gym.make(env_id, **env_kwargs)
     obs, _ = env.reset(seed=0)
     start = time.perf_counter()
     for _ in range(steps):
@@ -44,9 +61,13 @@ def control_rate(
     start = time.perf_counter()
     with torch.no_grad():
         for _ in range(steps):
-            features = embed_frames(encoder, obs["pixels"][None], image_size)[0]
-            action = policy.select_action(features, torch.as_tensor(obs["proprio"]))
-            obs, *_ = env.step(action.numpy().astype(np.float32))
+            features = embed_frames(
+                encoder, obs["pixels"][None], reference["image_size"], reference["feature"]
+            )
+            action = policy.select_action(
+                {"features": features, "proprio": torch.as_tensor(obs["proprio"])[None]}
+            )
+            obs, *_ = env.step(action[0].numpy().astype(np.float32))
     loop_rate = steps / (time.perf_counter() - start)
     env.close()
     return env_rate, loop_rate
@@ -56,92 +77,92 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--checkpoint", default="outputs/demo/checkpoints")
+    parser.add_argument("--envs", default="push_block")
+    parser.add_argument("--policies", default="mlp,act")
+    parser.add_argument("--encoders", default="outputs/demo/checkpoints,random:pixio_vitt16")
     parser.add_argument("--demos", type=int, default=25)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_robot"))
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "robot_bc.json"
     )
     args = parser.parse_args()
-    demo_file = args.work / f"push_{args.image_size}_{args.demos}.hdf5"
-    if not demo_file.exists():
-        stats = collect_demos(
-            ENV,
-            PushBlockExpert(),
-            demo_file,
-            args.demos,
-            {"image_size": args.image_size},
-            valid_fraction=0.0,
-        )
-        print(f"expert success {stats.successes}/{stats.attempts}")
-    trained = load_encoder(args.checkpoint)
-    torch.manual_seed(0)
-    random_init = PixioEncoder(trained.config).eval()
-    rows = []
-    for name, encoder in (
-        (f"pixio-pretrain checkpoint {args.checkpoint}", trained),
-        ("same architecture, random init", random_init),
-    ):
-        features, stats = cached_demo_features(
-            demo_file,
-            encoder,
-            name + str(time.time()),
-            args.work / "cache",
-            image_size=args.image_size,
-        )
-        dataset = DemoFeatureDataset(str(demo_file), features, split="train")
-        policy = make_policy("mlp", feature_dim=encoder.embed_dim, proprio_dim=4, action_dim=2)
-        train_bc(policy, dataset, steps=args.steps)
-        result = evaluate(
-            policy,
-            encoder,
-            ENV,
-            {"image_size": args.image_size},
-            list(range(args.seeds)),
-            args.episodes,
-            args.image_size,
-        )
-        env_rate, loop_rate = control_rate(encoder, policy, args.image_size)
-        rows.append(
-            {
-                "encoder": name,
-                "success_rate": result.success_rate,
-                "success_std_over_seeds": result.success_std,
-                "success_per_seed": result.success_per_seed,
-                "feature_images_per_s": stats["images_per_s"],
-                "env_steps_per_s": env_rate,
-                "control_loop_hz": loop_rate,
-            }
-        )
+    rows, experts = [], {}
+    for env_name in args.envs.split(","):
+        env_id, env_kwargs, expert = env_spec(env_name, args.image_size)
+        slug = env_name.replace(":", "_")
+        demo_file = args.work / f"{slug}_{args.image_size}px_{args.demos}demos.hdf5"
+        if not demo_file.exists():
+            stats = collect_demos(
+                env_id, expert, demo_file, args.demos, env_kwargs, valid_fraction=0.0,
+                max_attempts=4 * args.demos,
+            )  # fmt: skip
+            experts[env_name] = {"successes": stats.successes, "attempts": stats.attempts}
+            (demo_file.with_suffix(".expert.json")).write_text(json.dumps(experts[env_name]))
+        else:
+            experts[env_name] = json.loads(demo_file.with_suffix(".expert.json").read_text())
+        for encoder_source in args.encoders.split(","):
+            for policy_name in args.policies.split(","):
+                run = (
+                    args.work
+                    / "runs"
+                    / f"{slug}_{policy_name}_{encoder_source.replace('/', '_').replace(':', '_')}"
+                )
+                _, summary = train_policy(
+                    demo_file, env_id, run, encoder_source, policy_name,
+                    image_size=args.image_size, steps=args.steps,
+                    lr=1e-3 if policy_name == "mlp" else 1e-4,
+                    cache_dir=args.work / "cache", overwrite=True,
+                )  # fmt: skip
+                result, _ = evaluate_policy(
+                    run, list(range(args.seeds)), args.episodes, num_envs=args.num_envs,
+                    video_dir=run / "videos", videos_per_seed=1,
+                )  # fmt: skip
+                env_rate, loop_rate = control_rate(env_id, env_kwargs, run)
+                rows.append(
+                    {
+                        "env": env_name,
+                        "env_id": env_id,
+                        "encoder": encoder_source,
+                        "policy": policy_name,
+                        "success_rate": result.success_rate,
+                        "success_std_over_seeds": result.success_std,
+                        "success_per_seed": result.success_per_seed,
+                        "mean_episode_steps": result.mean_episode_steps,
+                        "eval_steps_per_s": result.steps_per_s,
+                        "final_bc_loss": summary["final_loss"],
+                        "feature_images_per_s": summary["feature_images_per_s"],
+                        "env_steps_per_s": env_rate,
+                        "control_loop_hz": loop_rate,
+                    }
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "env": ENV,
-                "demos": args.demos,
-                "image_size": args.image_size,
-                "seeds": args.seeds,
-                "episodes_per_seed": args.episodes,
-                "bc_steps": args.steps,
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    print(
-        "\n| encoder | success (mean ± std over seeds) | feature caching img/s | env steps/s | control loop Hz |\n"
-        "|---|---|---|---|---|"
-    )
+    report = {
+        "demos": args.demos,
+        "image_size": args.image_size,
+        "seeds": args.seeds,
+        "episodes_per_seed": args.episodes,
+        "bc_steps": args.steps,
+        "expert": experts,
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print("\n| env | expert success | encoder | policy | BC success (mean ± std over seeds) "
+          "| feature caching img/s | env steps/s | control loop Hz |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
+        expert_stats = experts[row["env"]]
         print(
-            f"| {row['encoder']} | {row['success_rate']:.0%} ± {row['success_std_over_seeds']:.0%} | "
-            f"{row['feature_images_per_s']:.0f} | {row['env_steps_per_s']:.0f} | {row['control_loop_hz']:.0f} |"
+            f"| {row['env']} | {expert_stats['successes']}/{expert_stats['attempts']} "
+            f"| {row['encoder']} | {row['policy']} | {100 * row['success_rate']:.0f} ± "
+            f"{100 * row['success_std_over_seeds']:.0f} % | {row['feature_images_per_s']:.0f} "
+            f"| {row['env_steps_per_s']:.0f} | {row['control_loop_hz']:.0f} |"
         )
-    print(f"wrote {args.out}")
+    print(f"-> {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,27 @@
 """Behavior cloning on frozen encoder features: dataset, training and success-rate evaluation.
 
-Plain functions: :func:`train_bc` fits a policy on cached features of the demo frames;
-:func:`evaluate` rolls the policy out in the environment, embedding each rendered frame with the
-same frozen encoder and settings, and reports the success rate per seed.
+A plain function, :func:`train_bc`, fits a policy on cached features of the demo frames;
+:mod:`pixio_robot.evaluation` rolls it out in MuJoCo.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import gymnasium as gym
 import h5py
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from pixio_core.models.encoder import PixioEncoder
-from pixio_robot.features import embed_frames
-
 
 class DemoFeatureDataset(Dataset):
     """One sample per demo step: the last ``frame_history`` frame features (the first frame
-    repeated at the start of a demo), the proprioception and the action."""
+    repeated at the start of a demo), the proprioception and the action.
+
+    With ``action_horizon > 1`` a sample also holds ``action_chunk (action_horizon, action_dim)``,
+    the actions from this step on, and ``action_is_pad`` marking the steps past the demo's end
+    (filled with the last action).
+    """
 
     def __init__(
         self,
@@ -31,8 +30,14 @@ class DemoFeatureDataset(Dataset):
         frame_history: int = 3,
         split: str | None = "train",
         proprio_key: str = "proprio",
+        action_horizon: int = 1,
     ) -> None:
+        if frame_history < 1 or action_horizon < 1:
+            raise ValueError(
+                f"frame_history and action_horizon must be >= 1, got {frame_history}, {action_horizon}"
+            )
         self.frame_history = frame_history
+        self.action_horizon = action_horizon
         self.features, self.proprio, self.actions, self.index = [], [], [], []
         with h5py.File(demo_path, "r") as handle:
             names = (
@@ -57,14 +62,20 @@ class DemoFeatureDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         demo, t = self.index[item]
         steps = [max(0, t - k) for k in range(self.frame_history - 1, -1, -1)]
-        return {
+        sample = {
             "features": self.features[demo][steps],
             "proprio": self.proprio[demo][t],
             "action": self.actions[demo][t],
         }
+        if self.action_horizon > 1:
+            actions = self.actions[demo]
+            future = torch.arange(t, t + self.action_horizon)
+            sample["action_is_pad"] = future >= len(actions)
+            sample["action_chunk"] = actions[future.clamp_max(len(actions) - 1)]
+        return sample
 
     def statistics(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Mean and std of features, proprio and actions over the whole split."""
+        """Mean and std (per channel) of features, proprio and actions over the whole split."""
         stats = {}
         for key, parts in (
             ("feature", self.features),
@@ -72,6 +83,7 @@ class DemoFeatureDataset(Dataset):
             ("action", self.actions),
         ):
             values = torch.cat(parts)
+            values = values.reshape(-1, values.shape[-1])  # patch tokens: per channel
             stats[key] = (values.mean(0), values.std(0))
         return stats
 
@@ -85,8 +97,15 @@ def train_bc(
     weight_decay: float = 1e-4,
     seed: int = 0,
     progress: bool = True,
+    log: Callable[[int, dict[str, float]], None] | None = None,
+    log_every: int = 50,
 ) -> list[float]:
-    """Fit ``policy`` (its normalization set from ``dataset``) for ``steps`` Adam steps; returns losses."""
+    """Fit ``policy`` (its normalization set from ``dataset``) for ``steps`` AdamW steps.
+
+    Returns the loss of every step; ``log(step, scalars)`` is called every ``log_every`` steps.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the demo dataset is empty: nothing to train on")
     torch.manual_seed(seed)
     policy.set_normalization(dataset.statistics())
     policy.train()
@@ -102,11 +121,13 @@ def train_bc(
     bar = tqdm(total=steps, desc="behavior cloning", disable=not progress)
     while len(losses) < steps:
         for batch in loader:
-            loss, _ = policy(batch)
+            loss, info = policy(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            if log is not None and (len(losses) % log_every == 0 or len(losses) == steps):
+                log(len(losses), {"loss": losses[-1], **info})
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if len(losses) == steps:
@@ -114,61 +135,3 @@ def train_bc(
     bar.close()
     policy.eval()
     return losses
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    env_id: str
-    success_per_seed: dict[int, float]
-    episodes_per_seed: int
-    mean_episode_steps: float
-
-    @property
-    def success_rate(self) -> float:
-        return float(np.mean(list(self.success_per_seed.values())))
-
-    @property
-    def success_std(self) -> float:
-        return float(np.std(list(self.success_per_seed.values())))
-
-
-@torch.no_grad()
-def evaluate(
-    policy: torch.nn.Module,
-    encoder: PixioEncoder,
-    env_id: str,
-    env_kwargs: dict,
-    seeds: list[int],
-    episodes_per_seed: int,
-    image_size: int,
-    feature: str = "pooled",
-    progress: bool = True,
-) -> EvalResult:
-    """Roll out ``episodes_per_seed`` episodes for each seed; success = ``info["is_success"]``."""
-    policy.eval()
-    encoder.eval()
-    env = gym.make(env_id, **env_kwargs)
-    successes: dict[int, float] = {}
-    lengths = []
-    try:
-        for seed in tqdm(seeds, desc=f"evaluate {env_id}", disable=not progress):
-            wins = 0
-            for episode in range(episodes_per_seed):
-                obs, info = env.reset(seed=seed * 1000 + episode)
-                policy.reset()
-                done, steps = False, 0
-                while not done:
-                    frame_features = embed_frames(
-                        encoder, obs["pixels"][None], image_size, feature
-                    )[0]
-                    action = policy.select_action(frame_features, torch.as_tensor(obs["proprio"]))
-                    obs, _, terminated, truncated, info = env.step(
-                        action.numpy().astype(np.float32)
-                    )
-                    done, steps = terminated or truncated, steps + 1
-                wins += bool(info.get("is_success", False))
-                lengths.append(steps)
-            successes[seed] = wins / episodes_per_seed
-    finally:
-        env.close()
-    return EvalResult(env_id, successes, episodes_per_seed, float(np.mean(lengths)))

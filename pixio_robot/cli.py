@@ -3,21 +3,36 @@
     pixio-robot collect                                  # 25 PushBlock demos -> outputs/robot/demos/
     pixio-robot collect num_demos=50 env.kwargs.image_size=128 output=/data/push.hdf5
     pixio-robot collect env=metaworld env.kwargs.task=hammer-v3 num_demos=25
+    pixio-robot train encoder.source=outputs/demo/checkpoints policy=act steps=3000
+    pixio-robot eval policies=[outputs/robot/policies/push_block_mlp] episodes_per_seed=20
+    pixio-robot compare encoders=[outputs/demo/checkpoints,random:pixio_vitt16]
 
-Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout).
+Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout), ``train`` (behavior
+cloning on frozen features -> a self-contained policy checkpoint), ``eval`` (success rate per
+seed in parallel workers, mp4 videos, results.json + results.md), ``compare`` (train and
+evaluate the same policy on the same demos for several encoders), ``demo`` (all of it on our
+own task with the encoder ``pixio-demo`` pre-trained; ``make demo`` runs it).
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from pixio_core.cli.common import CONFIG_DIR
 
-COMMANDS = {"collect": "robot_collect"}
+COMMANDS = {
+    "collect": "robot_collect",
+    "train": "robot_train",
+    "eval": "robot_eval",
+    "compare": "robot_compare",
+    "demo": "robot_demo",
+}
 
 
 def load_object(path: str):
@@ -53,6 +68,130 @@ def collect(cfg: DictConfig) -> None:
     )
 
 
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def _train(cfg: DictConfig, encoder_source: str, output: str) -> tuple[Path, dict]:
+    from pixio_robot.pipeline import train_policy
+
+    return train_policy(
+        demos=cfg.demos,
+        env_id=cfg.env.id,
+        output=output,
+        encoder_source=encoder_source,
+        policy_name=cfg.policy.name,
+        policy_config=_plain(cfg.policy.config),
+        feature=cfg.encoder.feature,
+        image_size=cfg.encoder.image_size,
+        encoder_seed=cfg.encoder.seed,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.policy.lr,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        cache_dir=cfg.cache_dir,
+        device=cfg.device,
+        overwrite=cfg.overwrite,
+    )
+
+
+def train(cfg: DictConfig) -> None:
+    output, summary = _train(cfg, cfg.encoder.source, cfg.output)
+    Path(output, "run_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    print(
+        f"trained {cfg.policy.name} on {summary['train_samples']} steps of {summary['num_demos']} "
+        f"demos ({cfg.encoder.source}, {cfg.encoder.feature}): final loss "
+        f"{summary['final_loss']:.4f} -> {output}"
+    )
+
+
+def _evaluate_all(cfg: DictConfig, named_policies: list[tuple[str, str]], out: Path) -> list[dict]:
+    from pixio_robot.evaluation import write_results
+    from pixio_robot.pipeline import evaluate_policy, result_row
+
+    if (out / "results.json").exists() and not cfg.overwrite:
+        raise FileExistsError(
+            f"{out / 'results.json'} exists; pass overwrite=true or another output"
+        )
+    rows = []
+    for name, checkpoint in named_policies:
+        result, config = evaluate_policy(
+            checkpoint,
+            list(cfg.seeds),
+            cfg.episodes_per_seed,
+            num_envs=cfg.num_envs,
+            video_dir=out / "videos" if cfg.videos_per_seed > 0 else None,
+            videos_per_seed=cfg.videos_per_seed,
+            device=cfg.device,
+        )
+        rows.append(result_row(name, result, config))
+    json_path, md_path = write_results(rows, out)
+    print(md_path.read_text(), end="")
+    print(f"results -> {json_path} and {md_path}")
+    return rows
+
+
+def evaluate(cfg: DictConfig) -> None:
+    if not cfg.policies:
+        raise ValueError("policies is empty: name one or more policy checkpoint folders")
+    named = [(Path(p).name, str(p)) for p in cfg.policies]
+    _evaluate_all(cfg, named, Path(cfg.output))
+
+
+def slug(text: str) -> str:
+    """A folder name for an encoder reference (``random:pixio_vitt16`` -> ``random_pixio_vitt16``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return cleaned[-60:] or "encoder"
+
+
+def compare(cfg: DictConfig) -> None:
+    if len(cfg.encoders) < 1:
+        raise ValueError("encoders is empty: name the encoders to compare")
+    out = Path(cfg.output)
+    named = []
+    for source in cfg.encoders:
+        folder = out / "policies" / slug(str(source))
+        _train(cfg, str(source), str(folder))
+        named.append((f"{cfg.policy.name} on {source}", str(folder)))
+    _evaluate_all(cfg, named, out)
+
+
+def demo(cfg: DictConfig) -> None:
+    """Collect (once) -> train -> evaluate on our own task; prints the success rate."""
+    import pixio_envs  # noqa: F401
+
+    from pixio_robot.demos import collect_demos, inspect_demos
+
+    if not Path(cfg.demos).exists():
+        stats = collect_demos(
+            cfg.env.id,
+            load_object(cfg.env.expert)(),
+            cfg.demos,
+            cfg.num_demos,
+            env_kwargs=_plain(cfg.env.kwargs),
+            seed=cfg.seed,
+            valid_fraction=0.0,
+        )
+        print(f"expert: {stats.successes} successes in {stats.attempts} episodes")
+    info = inspect_demos(cfg.demos, env_name=cfg.env.id)
+    policy_dir = Path(cfg.output) / "policy"
+    _, summary = _train(cfg, cfg.encoder.source, str(policy_dir))
+    print(
+        f"trained {cfg.policy.name} on {info.num_demos} demos in {summary['train_seconds']:.0f} s "
+        f"(final loss {summary['final_loss']:.3f})"
+    )
+    rows = _evaluate_all(
+        cfg, [(f"{cfg.policy.name} on {cfg.encoder.source}", str(policy_dir))], Path(cfg.output)
+    )
+    row = rows[0]
+    print(
+        f"{cfg.env.id}: success rate {100 * row['success_rate']:.0f}% "
+        f"(± {100 * row['success_std']:.0f} over {len(row['success_per_seed'])} seeds), "
+        f"videos in {Path(cfg.output) / 'videos'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in COMMANDS:
@@ -61,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     command, overrides = args[0], args[1:]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(COMMANDS[command], overrides=overrides)
-    {"collect": collect}[command](cfg)
+    jobs = {"collect": collect, "train": train, "eval": evaluate, "compare": compare, "demo": demo}
+    jobs[command](cfg)
 
 
 if __name__ == "__main__":

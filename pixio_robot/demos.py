@@ -147,6 +147,7 @@ class DemoFileInfo:
     total: int
     action_dim: int
     obs_keys: tuple[str, ...]
+    obs_shapes: dict[str, tuple[int, ...]]  # per-step shape of each observation key
 
 
 def inspect_demos(
@@ -177,6 +178,7 @@ def inspect_demos(
             total=int(handle["data"].attrs.get("total", 0)),
             action_dim=int(first["actions"].shape[1]),
             obs_keys=tuple(sorted(first["obs"])),
+            obs_shapes={key: tuple(first["obs"][key].shape[1:]) for key in first["obs"]},
         )
     if env_name is not None and info.env_name != env_name:
         raise ValueError(f"{path} holds demos of {info.env_name!r}, not {env_name!r}")

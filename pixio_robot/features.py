@@ -140,3 +140,42 @@ def cached_demo_features(
         "frames": float(frames),
         "images_per_s": frames / max(seconds, 1e-9),
     }
+
+
+RANDOM_PREFIX = "random:"
+
+
+def load_frozen_encoder(
+    source: str, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[PixioEncoder, str]:
+    """``(encoder in eval mode with no gradients, identity string for feature caching)``.
+
+    ``source``: anything :func:`pixio_core.load_encoder` reads (a checkpoint or run folder, a
+    safetensors/.pth file, a Hugging Face folder, ``hf://...``), or ``random:<registered size>``
+    (e.g. ``random:pixio_vitt16``) for the same architecture randomly initialised from ``seed``,
+    the baseline the paper's comparisons need.
+    """
+    from pixio_core import create_encoder, load_encoder
+    from pixio_core.checkpoint import resolve_checkpoint_dir
+
+    if source.startswith(RANDOM_PREFIX):
+        name = source[len(RANDOM_PREFIX) :]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = create_encoder(name)
+        identity = f"{source}:seed{seed}"
+    else:
+        encoder = load_encoder(source)
+        path = Path(source)
+        if path.exists():
+            try:
+                path = resolve_checkpoint_dir(path) if path.is_dir() else path
+            except FileNotFoundError:
+                pass  # a Hugging Face folder: identify it by its files
+            files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+            stamp = max(f.stat().st_mtime_ns for f in files)
+            identity = f"{path.resolve()}@{stamp}"
+        else:
+            identity = source
+    encoder = encoder.to(device).eval().requires_grad_(False)
+    return encoder, identity

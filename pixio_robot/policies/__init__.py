@@ -15,6 +15,12 @@ POLICIES = {
         "pixio_robot.policies.mlp.modeling_mlp",
         "MLPPolicy",
     ),
+    "act": (
+        "pixio_robot.policies.act.configuration_act",
+        "ACTPolicyConfig",
+        "pixio_robot.policies.act.modeling_act",
+        "ACTPolicy",
+    ),
 }
 
 

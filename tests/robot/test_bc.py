@@ -1,13 +1,15 @@
 """Behavior cloning end to end at a tiny size: demos -> features -> MLP -> rollouts in MuJoCo."""
 
+import imageio.v3 as iio
 import pixio_envs  # noqa: F401
 import pytest
 import torch
 from pixio_envs.push_block import PushBlockExpert
 
 from pixio_core import create_encoder
-from pixio_robot.bc import DemoFeatureDataset, evaluate, train_bc
+from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.demos import collect_demos
+from pixio_robot.evaluation import evaluate
 from pixio_robot.features import cached_demo_features
 from pixio_robot.policies import make_policy
 
@@ -53,6 +55,18 @@ def test_dataset_stacks_history_with_first_frame_padding(setup):
         DemoFeatureDataset(str(path), {}, split="train")
 
 
+def test_dataset_action_chunks_pad_past_the_end(setup):
+    path, _, features = setup
+    dataset = DemoFeatureDataset(str(path), features, split="train", action_horizon=5)
+    actions = dataset.actions[0]
+    start = dataset[0]
+    torch.testing.assert_close(start["action_chunk"], actions[:5])
+    assert not start["action_is_pad"].any()
+    last = dataset[len(actions) - 2]  # two real steps left in demo 0
+    assert last["action_is_pad"].tolist() == [False, False, True, True, True]
+    torch.testing.assert_close(last["action_chunk"][2:], actions[-1].expand(3, -1))
+
+
 def test_train_then_evaluate_in_mujoco(setup):
     path, encoder, features = setup
     dataset = DemoFeatureDataset(str(path), features, split="train")
@@ -65,9 +79,23 @@ def test_train_then_evaluate_in_mujoco(setup):
         ENV,
         {"image_size": 32},
         seeds=[0, 1],
-        episodes_per_seed=1,
+        episodes_per_seed=2,
         image_size=32,
+        num_envs=3,
+        video_dir=path.parent / "videos",
+        videos_per_seed=1,
         progress=False,
     )
     assert set(result.success_per_seed) == {0, 1}
     assert 0.0 <= result.success_rate <= 1.0 and 1 <= result.mean_episode_steps <= 150
+    assert [(e["seed"], e["episode"]) for e in result.episodes] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len(result.videos) == 2
+    frames = iio.imread(result.videos[0])
+    episode = result.episodes[0]
+    assert frames.shape == (episode["steps"], 32, 32, 3)
+    # parallel workers give the same rollouts as one env in this process
+    single = evaluate(
+        policy, encoder, ENV, {"image_size": 32}, seeds=[0, 1], episodes_per_seed=2,
+        image_size=32, num_envs=1, progress=False,
+    )  # fmt: skip
+    assert single.episodes == result.episodes

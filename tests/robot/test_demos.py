@@ -159,7 +159,7 @@ def test_collect_cli(tmp_path, capsys):
     with pytest.raises(FileExistsError):
         main(["collect", "num_demos=2", f"output={output}", "env.kwargs.image_size=16"])
     with pytest.raises(SystemExit, match="usage: pixio-robot"):
-        main(["train"])
+        main(["fly"])
 
 
 def test_collect_cli_on_a_metaworld_task(tmp_path):

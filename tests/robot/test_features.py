@@ -77,3 +77,17 @@ def test_missing_observation_key_is_named(demos, tmp_path):
         cached_demo_features(
             demos, encoder, "x", tmp_path, obs_key="rgb", image_size=32, progress=False
         )
+
+
+def test_random_encoder_reference_is_reproducible():
+    from pixio_robot.features import load_frozen_encoder
+
+    first, identity = load_frozen_encoder("random:pixio_vitt16", seed=5)
+    again, _ = load_frozen_encoder("random:pixio_vitt16", seed=5)
+    other, other_identity = load_frozen_encoder("random:pixio_vitt16", seed=6)
+    assert identity == "random:pixio_vitt16:seed5" and other_identity != identity
+    torch.testing.assert_close(first.pos_embed, again.pos_embed)
+    assert not torch.allclose(first.pos_embed, other.pos_embed)
+    assert not any(p.requires_grad for p in first.parameters()) and not first.training
+    with pytest.raises(ValueError, match="pixio_vitt16"):
+        load_frozen_encoder("random:pixio_vit_nope")

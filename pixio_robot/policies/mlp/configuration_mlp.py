@@ -27,5 +27,10 @@ class MLPPolicyConfig:
             )
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
 
+    @property
+    def action_horizon(self) -> int:
+        """Actions per training target: one."""
+        return 1
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,12 +15,11 @@ import torch
 from torch import nn
 
 from pixio_robot.policies.mlp.configuration_mlp import MLPPolicyConfig
-
-STAT_KEYS = ("feature", "proprio", "action")
+from pixio_robot.policies.normalization import Normalization
 
 
 class MLPPolicy(nn.Module):
-    """``forward(batch) -> (loss, info)``, ``select_action(features, proprio)``, ``reset()``.
+    """``forward(batch) -> (loss, info)``, ``select_action(obs)``, ``reset()``.
 
     ``batch``: ``features (B, frame_history, feature_dim)``, ``proprio (B, proprio_dim)``,
     ``action (B, action_dim)``. Normalization statistics are buffers, saved with the weights.
@@ -36,27 +35,18 @@ class MLPPolicy(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, config.action_dim))
         self.net = nn.Sequential(*layers)
-        dims = {
-            "feature": config.feature_dim,
-            "proprio": config.proprio_dim,
-            "action": config.action_dim,
-        }
-        for key, dim in dims.items():
-            self.register_buffer(f"{key}_mean", torch.zeros(dim))
-            self.register_buffer(f"{key}_std", torch.ones(dim))
+        self.normalization = Normalization(
+            config.feature_dim, config.proprio_dim, config.action_dim
+        )
         self._history: deque[torch.Tensor] = deque(maxlen=config.frame_history)
 
     def set_normalization(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         """``{"feature" | "proprio" | "action": (mean, std)}`` from the training set."""
-        for key, (mean, std) in stats.items():
-            if key not in STAT_KEYS:
-                raise ValueError(f"unknown statistics {key!r}; expected {STAT_KEYS}")
-            getattr(self, f"{key}_mean").copy_(torch.as_tensor(mean))
-            getattr(self, f"{key}_std").copy_(torch.as_tensor(std).clamp_min(1e-6))
+        self.normalization.set(stats)
 
     def _predict(self, features: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        features = (features - self.feature_mean) / self.feature_std
-        proprio = (proprio - self.proprio_mean) / self.proprio_std
+        features = self.normalization.normalize("feature", features)
+        proprio = self.normalization.normalize("proprio", proprio)
         return self.net(torch.cat([features.flatten(1), proprio], dim=1))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -66,7 +56,7 @@ class MLPPolicy(nn.Module):
                 f"features must be (B, {expected[0]}, {expected[1]}), got {tuple(batch['features'].shape)}"
             )
         prediction = self._predict(batch["features"], batch["proprio"])
-        target = (batch["action"] - self.action_mean) / self.action_std
+        target = self.normalization.normalize("action", batch["action"])
         loss = nn.functional.mse_loss(prediction, target)
         return loss, {"mse": float(loss.detach())}
 
@@ -75,16 +65,21 @@ class MLPPolicy(nn.Module):
         self._history.clear()
 
     @torch.no_grad()
-    def select_action(self, features: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        """One control step: ``features (feature_dim,)`` of the newest frame, ``proprio (proprio_dim,)``.
+    def select_action(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One control step for a batch of environments -> actions ``(B, action_dim)``.
 
+        ``obs``: ``features (B, feature_dim)`` of the newest frame, ``proprio (B, proprio_dim)``.
         At the start of an episode the first frame is repeated to fill the history.
         """
-        features = features.reshape(-1).float()
+        features = obs["features"].float()
+        if features.ndim != 2 or features.shape[1] != self.config.feature_dim:
+            raise ValueError(
+                f"obs['features'] must be (B, {self.config.feature_dim}), got {tuple(features.shape)}"
+            )
         if not self._history:
             for _ in range(self.config.frame_history - 1):
                 self._history.append(features)
         self._history.append(features)
-        stacked = torch.stack(list(self._history)).unsqueeze(0)
-        action = self._predict(stacked, proprio.reshape(1, -1).float())
-        return (action * self.action_std + self.action_mean).squeeze(0)
+        stacked = torch.stack(list(self._history), dim=1)
+        action = self._predict(stacked, obs["proprio"].float().reshape(len(features), -1))
+        return self.normalization.unnormalize("action", action)
