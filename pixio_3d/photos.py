@@ -1,0 +1,191 @@
+"""A folder of photos in, one batch of same-size views out (with the per-photo resize mapping).
+
+The size rule, so that every view has the same shape and sides that are multiples of the patch
+size:
+
+1. Each photo is read with PIL, turned upright with its EXIF orientation
+   (``ImageOps.exif_transpose``) and converted to RGB.
+2. The target aspect ratio is that of the most common (upright) photo size; ties go to the
+   photo that comes first in sorted file-name order.
+3. The target's long side is ``long_side`` rounded down to a multiple of ``multiple_of``; its
+   short side is ``long_side * aspect`` rounded to the nearest multiple (at least one multiple).
+4. Every photo is scaled by one isotropic factor so that it covers the target, then
+   center-cropped to it (one bicubic resample of a float crop box, no distortion). Photos may be
+   scaled up.
+
+:class:`PhotoTransform` records the mapping ``u_out = scale * (u_orig - left)``,
+``v_out = scale * (v_orig - top)`` (continuous pixel coordinates, pixel centres at +0.5, in the
+upright original), so intrinsics estimated at the working size map back to the original photo.
+
+Files that cannot be decoded (not images, truncated, corrupt) and photos whose short side is
+below ``min_side`` pixels are skipped and listed with the reason; hidden files and sub-folders
+are ignored. No readable photo at all is an error that names the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+__all__ = ["LoadedPhotos", "PhotoTransform", "load_photos", "target_size"]
+
+
+@dataclass(frozen=True)
+class PhotoTransform:
+    """How one photo became a view: ``u_out = scale * (u_orig - left)`` (same for v with ``top``).
+
+    ``original_size`` is ``(width, height)`` of the upright photo (EXIF orientation applied).
+    """
+
+    original_size: tuple[int, int]
+    scale: float
+    left: float
+    top: float
+
+    def matrix(self) -> np.ndarray:
+        """3x3 matrix ``A`` mapping homogeneous original pixel coordinates to working ones."""
+        return np.array(
+            [
+                [self.scale, 0.0, -self.scale * self.left],
+                [0.0, self.scale, -self.scale * self.top],
+                [0.0, 0.0, 1.0],
+            ]
+        )
+
+    def intrinsics_to_original(self, intrinsics: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Intrinsics ``(3, 3)`` of the working view -> intrinsics of the upright original photo."""
+        return np.linalg.inv(self.matrix()) @ np.asarray(intrinsics, dtype=np.float64)
+
+    def intrinsics_from_original(self, intrinsics: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Intrinsics ``(3, 3)`` of the upright original photo -> intrinsics of the working view."""
+        return self.matrix() @ np.asarray(intrinsics, dtype=np.float64)
+
+
+class LoadedPhotos(NamedTuple):
+    """``images (V, 3, H, W)`` float32 in [0, 1]; ``paths`` of the V photos used, in order;
+    ``skipped`` as ``(path, reason)``; ``transforms`` one :class:`PhotoTransform` per photo."""
+
+    images: torch.Tensor
+    paths: list[Path]
+    skipped: list[tuple[Path, str]]
+    transforms: list[PhotoTransform]
+
+
+def target_size(
+    width: int, height: int, long_side: int = 512, multiple_of: int = 16
+) -> tuple[int, int]:
+    """Working ``(width, height)`` for photos of aspect ``width / height`` (rule step 3)."""
+    if long_side < multiple_of or multiple_of < 1:
+        raise ValueError(
+            f"long_side ({long_side}) must be at least multiple_of ({multiple_of}) >= 1"
+        )
+    long_out = long_side // multiple_of * multiple_of
+    short_ratio = min(width, height) / max(width, height)
+    short_out = max(multiple_of, round(long_out * short_ratio / multiple_of) * multiple_of)
+    return (long_out, short_out) if width >= height else (short_out, long_out)
+
+
+def _list_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[Path], str]:
+    if isinstance(source, str | os.PathLike):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"photo folder {folder} does not exist or is not a folder")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"photo folder {folder} is empty")
+        return files, f"folder {folder}"
+    files = [Path(p) for p in source]
+    if not files:
+        raise ValueError("no photo paths given")
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"photo files do not exist: {', '.join(missing)}")
+    return files, f"{len(files)} given paths"
+
+
+def _read_upright(path: Path) -> Image.Image:
+    """Decode fully (so truncated files fail here), apply EXIF orientation, convert to RGB."""
+    with Image.open(path) as image:
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return upright.convert("RGB")
+
+
+def load_photos(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    long_side: int = 512,
+    multiple_of: int = 16,
+    min_side: int = 32,
+) -> LoadedPhotos:
+    """Load a folder (its files, sorted by name; not recursive) or a list of photo paths.
+
+    Returns :class:`LoadedPhotos` (unpacks as ``images, paths, skipped, transforms``); see the
+    module docstring for the size rule. Raises ``FileNotFoundError`` for a missing or empty
+    folder and ``ValueError`` when no file is a readable photo of at least ``min_side`` pixels.
+    """
+    files, description = _list_files(source)
+    photos: list[tuple[Path, Image.Image, tuple[int, int], int]] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            image = _read_upright(path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            skipped.append((path, f"unreadable image: {error}"))
+            continue
+        if min(image.size) < min_side:
+            skipped.append((path, f"too small: {image.size[0]}x{image.size[1]} < {min_side} px"))
+            continue
+        kept, factor = _shrink_for_memory(image, long_side)
+        photos.append((path, kept, image.size, factor))
+    if not photos:
+        reasons = "; ".join(f"{p.name}: {reason}" for p, reason in skipped)
+        raise ValueError(
+            f"no readable photo of at least {min_side} px in {description} ({reasons})"
+        )
+
+    sizes = [original for _, _, original, _ in photos]
+    counts = Counter(sizes)
+    most_common = max(counts.values())
+    reference = next(size for size in sizes if counts[size] == most_common)
+    out_width, out_height = target_size(*reference, long_side=long_side, multiple_of=multiple_of)
+
+    tensors, transforms = [], []
+    for _, image, (orig_width, orig_height), factor in photos:
+        scale = max(out_width / orig_width, out_height / orig_height)
+        left = (orig_width - out_width / scale) / 2
+        top = (orig_height - out_height / scale) / 2
+        # the kept image may be a reduced copy: express the crop box in its pixels
+        box = (
+            left / factor,
+            top / factor,
+            (left + out_width / scale) / factor,
+            (top + out_height / scale) / factor,
+        )
+        resized = image.resize((out_width, out_height), Image.Resampling.BICUBIC, box=box)
+        array = np.asarray(resized, dtype=np.uint8)
+        tensors.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+        transforms.append(PhotoTransform((orig_width, orig_height), scale, left, top))
+    images = torch.stack(tensors).to(torch.float32) / 255.0
+    return LoadedPhotos(images, [p for p, *_ in photos], skipped, transforms)
+
+
+def _shrink_for_memory(image: Image.Image, long_side: int) -> tuple[Image.Image, int]:
+    """A copy reduced by a whole factor (box average) while its short side stays >= ``long_side``.
+
+    The working views are at most ``long_side`` on any side, so this loses no needed detail and
+    keeps a folder of large photos from holding every full-resolution image at once. Returns the
+    kept image and the factor (pixel ``u`` of the original is ``u / factor`` in the copy; PIL
+    rounds the reduced size up, so only a partial last row/column differs).
+    """
+    factor = min(image.size) // max(long_side, 1)
+    if factor >= 2:
+        return image.reduce(factor), factor
+    return image, 1

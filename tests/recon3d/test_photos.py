@@ -1,0 +1,119 @@
+"""pixio_3d.photos: EXIF orientation, mixed sizes, skipped files, errors, the resize mapping."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixio_3d.photos import PhotoTransform, load_photos, target_size
+
+
+def _upright_pattern(width: int = 64, height: int = 48) -> Image.Image:
+    """Left half red, right half blue, a green band along the top: any rotation shows."""
+    array = np.zeros((height, width, 3), dtype=np.uint8)
+    array[:, : width // 2] = (255, 0, 0)
+    array[:, width // 2 :] = (0, 0, 255)
+    array[: height // 4] = (0, 255, 0)
+    return Image.fromarray(array)
+
+
+def _blob_image(width: int, height: int, centre: tuple[float, float], radius: float) -> Image.Image:
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    inside = (cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 < radius**2
+    return Image.fromarray(np.repeat((inside * 255).astype(np.uint8)[..., None], 3, axis=2))
+
+
+def test_exif_rotated_jpeg_comes_out_upright(tmp_path):
+    upright = _upright_pattern()
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # portrait pixels on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": exif_transpose applies ROTATE_270
+    stored.save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    images, paths, skipped, transforms = load_photos(tmp_path, long_side=64)
+    assert skipped == [] and paths == [tmp_path / "phone.jpg"]
+    assert images.shape == (1, 3, 48, 64)
+    assert transforms[0].original_size == (64, 48)
+    expected = torch.from_numpy(np.asarray(upright)).permute(2, 0, 1).float() / 255
+    assert (images[0] - expected).abs().mean() < 0.03
+    # without the EXIF tag the same pixels would come out portrait-shaped and wrong
+    stored.save(tmp_path / "phone.jpg", quality=95)
+    assert load_photos(tmp_path, long_side=64).images.shape == (1, 3, 64, 48)
+
+
+def test_mixed_sizes_bad_files_skipped_and_listed(tmp_path):
+    for name, size in [
+        ("a.png", (64, 48)),
+        ("b.png", (128, 96)),
+        ("c.png", (48, 64)),
+        ("d.png", (100, 100)),
+    ]:
+        _upright_pattern(*size).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    buffer = tmp_path / "full.jpg"
+    _upright_pattern(256, 192).save(buffer, quality=90)
+    data = buffer.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])  # header intact
+    buffer.unlink()
+    _upright_pattern(20, 20).save(tmp_path / "tiny.png")
+    (tmp_path / ".hidden").write_text("ignored")
+    images, paths, skipped, transforms = load_photos(tmp_path, long_side=80, multiple_of=16)
+    assert [p.name for p in paths] == ["a.png", "b.png", "c.png", "d.png"]
+    # the 4:3 landscape aspect is the most common one: 80 x 60 -> 80 x 64 (multiples of 16)
+    assert images.shape == (4, 3, 64, 80) and images.dtype == torch.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    reasons = {p.name: reason for p, reason in skipped}
+    assert set(reasons) == {"notes.txt", "truncated.jpg", "tiny.png"}
+    assert "unreadable" in reasons["notes.txt"] and "unreadable" in reasons["truncated.jpg"]
+    assert "too small" in reasons["tiny.png"]
+    assert [t.original_size for t in transforms] == [(64, 48), (128, 96), (48, 64), (100, 100)]
+
+
+def test_errors_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="empty"):
+        load_photos(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_photos(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("still not an image")
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        load_photos(tmp_path)
+
+
+@pytest.mark.parametrize("long_side", [64, 32])  # 32 also exercises the memory reduction path
+def test_transform_maps_original_pixels_to_working_pixels(tmp_path, long_side):
+    for name in ("a.png", "b.png"):
+        _blob_image(200, 100, (60.0, 40.0), 12).save(tmp_path / name)
+    centre = (200.5, 50.5)
+    _blob_image(300, 100, centre, 16).save(tmp_path / "wide.png")
+    images, paths, _, transforms = load_photos(tmp_path, long_side=long_side)
+    assert images.shape[-2:] == (long_side // 2, long_side)
+    wide = transforms[[p.name for p in paths].index("wide.png")]
+    assert wide.left == pytest.approx(50.0) and wide.top == pytest.approx(0.0)
+    weights = images[paths.index(tmp_path / "wide.png"), 0].double()
+    rows, cols = torch.meshgrid(
+        torch.arange(weights.shape[0]) + 0.5, torch.arange(weights.shape[1]) + 0.5, indexing="ij"
+    )
+    found = ((weights * cols).sum() / weights.sum(), (weights * rows).sum() / weights.sum())
+    expected = wide.matrix() @ np.array([*centre, 1.0])
+    assert float(found[0]) == pytest.approx(expected[0], abs=0.1)
+    assert float(found[1]) == pytest.approx(expected[1], abs=0.1)
+
+
+def test_intrinsics_round_trip_and_projection():
+    transform = PhotoTransform(original_size=(300, 100), scale=0.32, left=50.0, top=0.0)
+    original_k = np.array([[250.0, 0, 150.0], [0, 250.0, 50.0], [0, 0, 1]])
+    working_k = transform.intrinsics_from_original(original_k)
+    np.testing.assert_allclose(transform.intrinsics_to_original(working_k), original_k)
+    point = np.array([0.3, -0.1, 2.0])
+    u_orig = original_k @ point
+    u_work = working_k @ point
+    np.testing.assert_allclose(
+        u_work[:2] / u_work[2], 0.32 * (u_orig[:2] / u_orig[2] - [50.0, 0.0])
+    )
+
+
+def test_target_size_rule():
+    assert target_size(4032, 3024, long_side=512) == (512, 384)
+    assert target_size(3024, 4032, long_side=518) == (384, 512)
+    assert target_size(1000, 10, long_side=512) == (512, 16)
+    with pytest.raises(ValueError, match="long_side"):
+        target_size(10, 10, long_side=8)
