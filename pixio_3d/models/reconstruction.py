@@ -1,0 +1,354 @@
+"""Feed-forward multi-view reconstruction on a (frozen) Pixio encoder, MapAnything-style.
+
+Pipeline for ``V`` views of ``B`` scenes:
+
+1. The encoder turns every view into patch tokens (the final-normed output of ``encoder_layers``,
+   concatenated over blocks when several are given) and, optionally, its class tokens; both are
+   projected to ``width``.
+2. Known intrinsics (optional) are turned into per-pixel ray directions, pixel-unshuffled to the
+   patch grid, embedded by an MLP and added to the patch tokens; a LayerNorm follows either way.
+3. A learnable reference-view embedding is added to the tokens of view 0, and one learnable scale
+   token per scene is appended to the global sequence.
+4. ``depth`` pairs of blocks alternate frame attention (the tokens of one view) and global
+   attention (the tokens of all views + the scale token). No position embedding is added: the
+   encoder's patch tokens already carry position, and nothing distinguishes views 1..V-1, so
+   their outputs are equivariant to their order (only view 0 is special).
+5. Heads: a DPT head per view on [encoder tokens, two intermediate outputs, final output] gives
+   ray directions (unit), depth along ray (``exp``) and confidence (``1 + exp``); a pose head
+   (residual convs + average pooling + MLP) gives a quaternion and a translation per view; an MLP
+   on the scale token gives the metric scale factor (``exp``).
+
+Poses are camera-to-world in the frame of view 0 (OpenCV cameras, quaternions scalar-first with
+w >= 0). **View 0's pose is the identity by construction**, not predicted: the scene frame is
+view 0's camera. Geometry (depth, translations) is predicted up to scale in the normalized frame
+of the training loss; ``metric = metric_scaling_factor * normalized``.
+
+Images are ImageNet mean/std normalized, as the encoder contract requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from pixio_3d.geometry import (
+    intrinsics_from_rays,
+    pose_from_quaternion_translation,
+    ray_directions,
+    transform_points,
+)
+from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
+
+MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
+
+
+@dataclass
+class ReconstructionConfig:
+    """Architecture of the multi-view model (the encoder is passed separately).
+
+    ``depth`` counts (frame, global) block pairs. ``frames_chunk_size`` bounds how many views the
+    encoder and the DPT head process at once in :meth:`ReconstructionModel.infer`.
+    """
+
+    encoder_layers: tuple[int, ...] = (-1,)
+    use_class_tokens: bool = True
+    width: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    use_intrinsics_input: bool = True
+    dpt_features: int = 256
+    dpt_out_channels: tuple[int, int, int, int] = (256, 512, 1024, 1024)
+    pose_hidden_dim: int = 256
+    frames_chunk_size: int = 8
+
+    def __post_init__(self) -> None:
+        self.encoder_layers = tuple(self.encoder_layers)
+        self.dpt_out_channels = tuple(self.dpt_out_channels)  # type: ignore[assignment]
+        if not self.encoder_layers or not all(isinstance(i, int) for i in self.encoder_layers):
+            raise ValueError(
+                "encoder_layers must be a non-empty tuple of block indices, "
+                f"got {self.encoder_layers!r}"
+            )
+        for name in ("width", "depth", "num_heads", "dpt_features", "pose_hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"ReconstructionConfig.{name} must be a positive int, got {value!r}"
+                )
+        if self.width % self.num_heads:
+            raise ValueError(
+                f"ReconstructionConfig.width={self.width} is not divisible by "
+                f"num_heads={self.num_heads}"
+            )
+        if self.dpt_features < 2:
+            raise ValueError(f"dpt_features must be >= 2, got {self.dpt_features}")
+        if len(self.dpt_out_channels) != 4 or min(self.dpt_out_channels) < 1:
+            raise ValueError(
+                f"dpt_out_channels must be 4 positive ints, got {self.dpt_out_channels!r}"
+            )
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if not isinstance(self.frames_chunk_size, int) or self.frames_chunk_size < 1:
+            raise ValueError(
+                f"frames_chunk_size must be a positive int, got {self.frames_chunk_size!r}"
+            )
+
+    @property
+    def hook_pairs(self) -> tuple[int, int]:
+        """The two intermediate block pairs fed to the DPT head (the last pair is always fed)."""
+        first, second = (max(0, round(self.depth * k / 3) - 1) for k in (1, 2))
+        return first, second
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PoseHead(nn.Module):
+    """Per-view map ``(N, C, h, w)`` -> unit quaternion ``(N, 4)`` (w >= 0), translation (N, 3)."""
+
+    def __init__(self, width: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.refine = nn.Sequential(ResidualConvUnit(width), ResidualConvUnit(width))
+        self.mlp = Mlp(width, hidden_dim, 7)
+
+    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.refine(feature_map).mean(dim=(-2, -1))
+        out = self.mlp(pooled)
+        # bias toward the identity rotation so an untrained head starts from "no rotation"
+        quats = out[:, :4] + out.new_tensor([1.0, 0.0, 0.0, 0.0])
+        quats = F.normalize(quats, dim=-1)
+        quats = torch.where(quats[:, :1] < 0, -quats, quats)
+        return quats, out[:, 4:]
+
+
+class ReconstructionModel(nn.Module):
+    """Encoder + alternating-attention transformer + DPT/pose/scale heads (see the module doc)."""
+
+    def __init__(self, encoder: nn.Module, config: ReconstructionConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = config
+        self.patch_size: int = encoder.patch_size
+        encoder_dim: int = encoder.embed_dim
+        width = config.width
+        token_dim = encoder_dim * len(config.encoder_layers)
+        self.patch_proj = nn.Linear(token_dim, width)
+        self.class_proj = nn.Linear(encoder_dim, width) if config.use_class_tokens else None
+        self.ray_embed = (
+            Mlp(3 * self.patch_size**2, width, width) if config.use_intrinsics_input else None
+        )
+        self.input_norm = nn.LayerNorm(width)
+        self.reference_embed = nn.Parameter(torch.zeros(1, 1, width))
+        self.scale_token = nn.Parameter(torch.zeros(1, 1, width))
+
+        def block() -> Block:
+            return Block(width, config.num_heads, config.mlp_ratio, qkv_bias=True)
+
+        self.frame_blocks = nn.ModuleList(block() for _ in range(config.depth))
+        self.global_blocks = nn.ModuleList(block() for _ in range(config.depth))
+        self.norm = nn.LayerNorm(width)
+        self.dense_head = DPTHead(
+            in_channels=(token_dim, width, width, width),
+            output_dim=5,
+            features=config.dpt_features,
+            out_channels=config.dpt_out_channels,
+        )
+        self.pose_head = PoseHead(width, config.pose_hidden_dim)
+        self.scale_head = Mlp(width, config.pose_hidden_dim, 1)
+        nn.init.normal_(self.reference_embed, std=0.02)
+        nn.init.normal_(self.scale_token, std=0.02)
+
+    # ----------------------------------------------------------------- inputs
+    def _check_images(self, images: torch.Tensor) -> tuple[int, int, int, int]:
+        if not isinstance(images, torch.Tensor) or images.ndim != 5 or images.shape[2] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
+            raise ValueError(f"expected images of shape (B, V, 3, H, W), got {shape}")
+        batch, views, _, height, width = images.shape
+        if views < 1 or height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"need at least one view and H, W multiples of {self.patch_size}, "
+                f"got {views} views of {height}x{width}"
+            )
+        return batch, views, height, width
+
+    def _encode(
+        self, images: torch.Tensor, chunk: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(N, 3, H, W)`` -> patch tokens ``(N, h*w, L*D)``, class tokens ``(N, n_cls, D)``."""
+        frozen = not any(p.requires_grad for p in self.encoder.parameters())
+        patches, classes = [], []
+        for part in images.split(chunk or images.shape[0]):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+                outputs = self.encoder.forward_intermediates(
+                    part, list(self.config.encoder_layers), norm=True
+                )
+            patches.append(torch.cat([o["patch_tokens"] for o in outputs], dim=-1))
+            classes.append(outputs[-1]["cls_tokens"])
+        return torch.cat(patches), torch.cat(classes) if self.class_proj is not None else None
+
+    def _ray_tokens(self, intrinsics: torch.Tensor, batch: int, views: int, size: tuple[int, int]):
+        if intrinsics.shape != (batch, views, 3, 3):
+            raise ValueError(
+                f"expected intrinsics of shape ({batch}, {views}, 3, 3), "
+                f"got {tuple(intrinsics.shape)}"
+            )
+        if self.ray_embed is None:
+            raise ValueError("this model was built with use_intrinsics_input=False")
+        rays = ray_directions(intrinsics.to(self.reference_embed.dtype), *size)  # (B, V, H, W, 3)
+        rays = rays.reshape(batch * views, *size, 3).permute(0, 3, 1, 2)
+        rays = F.pixel_unshuffle(rays, self.patch_size)  # (N, 3*p*p, h, w)
+        return self.ray_embed(rays.flatten(2).transpose(1, 2))
+
+    # ---------------------------------------------------------------- forward
+    def forward(
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor | None = None,
+        frames_chunk_size: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Raw predictions (geometry up to scale, in the frame of view 0).
+
+        Args:
+            images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16.
+            intrinsics: optional ``(B, V, 3, 3)`` pinhole intrinsics of every view (pixels).
+            frames_chunk_size: views run through the encoder / DPT head at once (all if None).
+
+        Returns a dict: ``ray_directions (B, V, H, W, 3)`` unit, camera frame;
+        ``depth_along_ray (B, V, H, W)`` up to scale; ``conf (B, V, H, W)`` >= 1;
+        ``cam_quats (B, V, 4)`` and ``cam_trans (B, V, 3)`` camera-to-world (view 0 = identity);
+        ``metric_scaling_factor (B,)``.
+        """
+        batch, views, height, width = self._check_images(images)
+        grid = (height // self.patch_size, width // self.patch_size)
+        frames = images.reshape(batch * views, 3, height, width)
+        encoder_patches, encoder_classes = self._encode(frames, frames_chunk_size)
+
+        patches = self.patch_proj(encoder_patches)
+        if intrinsics is not None:
+            patches = patches + self._ray_tokens(intrinsics, batch, views, (height, width))
+        tokens = self.input_norm(patches)
+        if self.class_proj is not None:
+            tokens = torch.cat([self.class_proj(encoder_classes), tokens], dim=1)
+        n_prefix = tokens.shape[1] - grid[0] * grid[1]
+        n_tokens, channels = tokens.shape[1], tokens.shape[2]
+        tokens = tokens.reshape(batch, views, n_tokens, channels)
+        is_reference = torch.zeros(views, 1, 1, device=tokens.device, dtype=tokens.dtype)
+        is_reference[0] = 1.0
+        tokens = tokens + is_reference * self.reference_embed
+        scale = self.scale_token.expand(batch, 1, channels)
+
+        intermediate: dict[int, torch.Tensor] = {}
+        for index, (frame_block, global_block) in enumerate(
+            zip(self.frame_blocks, self.global_blocks, strict=True)
+        ):
+            tokens = frame_block(tokens.reshape(batch * views, n_tokens, channels))
+            sequence = torch.cat([tokens.reshape(batch, views * n_tokens, channels), scale], dim=1)
+            sequence = global_block(sequence)
+            tokens, scale = sequence[:, :-1], sequence[:, -1:]
+            if index in self.config.hook_pairs:
+                intermediate[index] = tokens
+        hooks = [intermediate[index] for index in self.config.hook_pairs] + [tokens]
+
+        def patch_map(x: torch.Tensor) -> torch.Tensor:
+            x = x.reshape(batch * views, n_tokens, -1)[:, n_prefix:]
+            return tokens_to_feature_map(x, grid)
+
+        level_maps = [tokens_to_feature_map(encoder_patches, grid)]
+        level_maps += [patch_map(self.norm(h)) for h in hooks]
+        dense = torch.cat(
+            [
+                self.dense_head([m[i] for m in level_maps], (height, width))
+                for i in _chunks(batch * views, frames_chunk_size)
+            ]
+        )  # (N, 5, H, W)
+        dense = dense.permute(0, 2, 3, 1).reshape(batch, views, height, width, 5)
+
+        quats, trans = self.pose_head(level_maps[-1])
+        quats = quats.reshape(batch, views, 4)
+        trans = trans.reshape(batch, views, 3)
+        # view 0 is the scene frame: identity by construction
+        is_first = (torch.arange(views, device=quats.device) == 0).reshape(1, views, 1)
+        identity = quats.new_tensor([1.0, 0.0, 0.0, 0.0])
+        quats = torch.where(is_first, identity, quats)
+        trans = torch.where(is_first, torch.zeros_like(trans), trans)
+
+        log_scale = self.scale_head(self.norm(scale[:, 0])).squeeze(-1)
+        return {
+            # biased toward the optical axis so an untrained head starts from forward rays
+            "ray_directions": F.normalize(
+                dense[..., :3] + dense.new_tensor([0.0, 0.0, 1.0]), dim=-1
+            ),
+            "depth_along_ray": torch.exp(dense[..., 3].clamp(-MAX_LOG, MAX_LOG)),
+            "conf": 1.0 + torch.exp(dense[..., 4].clamp(max=MAX_LOG)),
+            "cam_quats": quats,
+            "cam_trans": trans,
+            "metric_scaling_factor": torch.exp(log_scale.clamp(-MAX_LOG, MAX_LOG)),
+        }
+
+    @torch.no_grad()
+    def infer(
+        self, images: torch.Tensor, intrinsics: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Metric reconstruction of ``B`` scenes of ``V`` views each (no gradients).
+
+        Args:
+            images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16, ``V >= 1``.
+            intrinsics: optional known ``(B, V, 3, 3)``; they condition the network and replace the
+                predicted rays (the returned rays and intrinsics are exactly the given ones).
+
+        Returns (MapAnything's key names; metric units; world = camera of view 0):
+        ``pts3d (B, V, H, W, 3)`` world points, ``pts3d_cam (B, V, H, W, 3)`` camera-frame points,
+        ``ray_directions (B, V, H, W, 3)``, ``depth_along_ray (B, V, H, W)``,
+        ``depth_z (B, V, H, W)``, ``camera_poses (B, V, 4, 4)`` camera-to-world,
+        ``cam_quats (B, V, 4)``, ``cam_trans (B, V, 3)``, ``intrinsics (B, V, 3, 3)``,
+        ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``.
+        """
+        raw = self.forward(images, intrinsics, frames_chunk_size=self.config.frames_chunk_size)
+        height, width = images.shape[-2:]
+        if intrinsics is not None:
+            raw["ray_directions"] = ray_directions(intrinsics.to(raw["conf"]), height, width)
+        return compose_geometry(raw, intrinsics)
+
+
+def compose_geometry(
+    prediction: dict[str, torch.Tensor], intrinsics: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Metric points, depths, poses and intrinsics from the factored prediction of ``forward``.
+
+    ``X_world = R (m * d * r) + m * t`` with ``m`` the metric scale, ``d`` depth along the unit
+    ray ``r`` and ``(R, t)`` the camera-to-world pose. Intrinsics are fitted to the rays unless
+    given.
+    """
+    metric = prediction["metric_scaling_factor"]
+    rays = prediction["ray_directions"]
+    depth = prediction["depth_along_ray"] * metric[:, None, None, None]
+    trans = prediction["cam_trans"] * metric[:, None, None]
+    poses = pose_from_quaternion_translation(prediction["cam_quats"], trans)
+    points_cam = rays * depth.unsqueeze(-1)
+    if intrinsics is None:
+        intrinsics = intrinsics_from_rays(rays)
+    return {
+        "pts3d": transform_points(poses, points_cam),
+        "pts3d_cam": points_cam,
+        "ray_directions": rays,
+        "depth_along_ray": depth,
+        "depth_z": points_cam[..., 2],
+        "camera_poses": poses,
+        "cam_quats": prediction["cam_quats"],
+        "cam_trans": trans,
+        "intrinsics": intrinsics.to(rays),
+        "conf": prediction["conf"],
+        "metric_scaling_factor": metric,
+    }
+
+
+def _chunks(total: int, size: int | None) -> list[slice]:
+    size = size or total
+    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
