@@ -26,9 +26,10 @@ import torch
 from pixio_envs.metaworld_pixels import MetaWorldExpert
 from pixio_envs.push_block import PushBlockExpert
 
+from pixio_core.loading import load_frozen_encoder
 from pixio_robot.checkpoint import load_policy
 from pixio_robot.demos import collect_demos
-from pixio_robot.features import embed_frames, load_frozen_encoder
+from pixio_robot.features import embed_frames
 from pixio_robot.pipeline import evaluate_policy, train_policy
 
 

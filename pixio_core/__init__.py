@@ -1,6 +1,12 @@
 """pixio_core: the Pixio encoder, MAE pre-training, checkpoints and loading of released weights."""
 
-from pixio_core.loading import export_hf, export_official, load_encoder, save_encoder
+from pixio_core.loading import (
+    export_hf,
+    export_official,
+    load_encoder,
+    load_frozen_encoder,
+    save_encoder,
+)
 from pixio_core.models import (
     DecoderConfig,
     EncoderConfig,
@@ -13,6 +19,7 @@ from pixio_core.models import (
 )
 
 __all__ = [
+    "load_frozen_encoder",
     "DecoderConfig",
     "EncoderConfig",
     "MaskingConfig",

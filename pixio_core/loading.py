@@ -28,6 +28,7 @@ from pixio_core.checkpoint import (
     clean_state_dict,
     is_checkpoint_dir,
     load_checkpoint,
+    resolve_checkpoint_dir,
     save_checkpoint,
 )
 from pixio_core.convert import (
@@ -39,7 +40,7 @@ from pixio_core.convert import (
 )
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 from pixio_core.models.mae import PixioMAE
-from pixio_core.models.registry import ENCODER_SIZES, OFFICIAL_ENCODERS
+from pixio_core.models.registry import ENCODER_SIZES, OFFICIAL_ENCODERS, create_encoder
 
 HUB_ORG = "facebook"
 # Keys of training-time heads that are not part of the encoder: the MAE decoder (official
@@ -352,3 +353,39 @@ def load_mae(source: str | os.PathLike, device: str | torch.device = "cpu") -> P
     model = PixioMAE.from_config_dict(config)
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
+
+
+RANDOM_PREFIX = "random:"
+
+
+def load_frozen_encoder(
+    source: str, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[PixioEncoder, str]:
+    """``(encoder in eval mode with no gradients, identity string for feature caching)``.
+
+    ``source``: anything :func:`load_encoder` reads (a checkpoint or run folder, a
+    safetensors/.pth file, a Hugging Face folder, ``hf://...``), or ``random:<registered size>``
+    (e.g. ``random:pixio_vitt16``) for the same architecture randomly initialised from ``seed``,
+    the baseline the paper's comparisons need.
+    """
+    if source.startswith(RANDOM_PREFIX):
+        name = source[len(RANDOM_PREFIX) :]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = create_encoder(name)
+        identity = f"{source}:seed{seed}"
+    else:
+        encoder = load_encoder(source)
+        path = Path(source)
+        if path.exists():
+            try:
+                path = resolve_checkpoint_dir(path) if path.is_dir() else path
+            except FileNotFoundError:
+                pass  # a Hugging Face folder: identify it by its files
+            files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+            stamp = max(f.stat().st_mtime_ns for f in files)
+            identity = f"{path.resolve()}@{stamp}"
+        else:
+            identity = source
+    encoder = encoder.to(device).eval().requires_grad_(False)
+    return encoder, identity

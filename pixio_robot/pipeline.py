@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from pixio_core.checkpoint import LAST_POINTER, is_checkpoint_dir, write_last_pointer
+from pixio_core.loading import load_frozen_encoder
 from pixio_core.runlog import RunLogger
 from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.checkpoint import check_policy_fits_env, load_policy, save_policy
 from pixio_robot.demos import inspect_demos
 from pixio_robot.evaluation import EvalResult, evaluate, make_env
-from pixio_robot.features import cached_demo_features, load_frozen_encoder
+from pixio_robot.features import cached_demo_features
 from pixio_robot.policies import make_policy
 
 

@@ -26,8 +26,8 @@ from robomimic.models.obs_core import EncoderCore
 from torch import nn
 from torch.nn import functional as F
 
+from pixio_core.loading import load_frozen_encoder
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
-from pixio_robot.features import load_frozen_encoder
 
 
 class PixioCore(EncoderCore):

@@ -80,7 +80,7 @@ def test_missing_observation_key_is_named(demos, tmp_path):
 
 
 def test_random_encoder_reference_is_reproducible():
-    from pixio_robot.features import load_frozen_encoder
+    from pixio_core.loading import load_frozen_encoder
 
     first, identity = load_frozen_encoder("random:pixio_vitt16", seed=5)
     again, _ = load_frozen_encoder("random:pixio_vitt16", seed=5)

@@ -1,0 +1,126 @@
+"""Self-contained checkpoints of the 3D models (reconstruction, monocular depth, segmentation).
+
+A checkpoint folder (written atomically by :func:`pixio_core.checkpoint.save_checkpoint`):
+
+    model.safetensors   the model's weights; the encoder's too only when it was fine-tuned
+    config.json         {"kind": "pixio_3d_model", "task": "reconstruction" | "depth" |
+                         "segmentation", "model_config": {...}, "encoder": {"source", "seed",
+                         "config"}, "encoder_in_checkpoint": bool, "train": {...}}
+
+With a frozen encoder the weights stay where they are (``encoder.source``, any
+:func:`pixio_core.load_encoder` source or ``random:<size>``); a fine-tuned encoder is saved in
+the checkpoint and rebuilt from ``encoder.config``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixio_3d.models import (
+    MonoDepthConfig,
+    MonoDepthModel,
+    ReconstructionConfig,
+    ReconstructionModel,
+    SegmentationConfig,
+    SegmentationModel,
+)
+from pixio_core.checkpoint import load_checkpoint, save_checkpoint
+from pixio_core.loading import load_frozen_encoder
+from pixio_core.models.encoder import EncoderConfig, PixioEncoder
+
+KIND = "pixio_3d_model"
+TASKS = {
+    "reconstruction": (ReconstructionConfig, ReconstructionModel),
+    "depth": (MonoDepthConfig, MonoDepthModel),
+    "segmentation": (SegmentationConfig, SegmentationModel),
+}
+ENCODER_PREFIXES = ("encoder.", "predictor.encoder.")
+
+
+def build_model(task: str, encoder: PixioEncoder, model_config: dict[str, Any]) -> nn.Module:
+    """A 3D model of ``task`` on ``encoder`` from plain config values."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    config_type, model_type = TASKS[task]
+    return model_type(encoder, config_type(**model_config))
+
+
+def _is_encoder_key(key: str) -> bool:
+    return key.startswith(ENCODER_PREFIXES)
+
+
+def save_model(
+    directory: str | os.PathLike,
+    model: nn.Module,
+    task: str,
+    encoder_source: str,
+    encoder_seed: int = 0,
+    train: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``; its encoder's weights go in only if any of them is trainable."""
+    encoder = _encoder_of(model)
+    fine_tuned = any(p.requires_grad for p in encoder.parameters())
+    state = {k: v for k, v in model.state_dict().items() if fine_tuned or not _is_encoder_key(k)}
+    config = {
+        "kind": KIND,
+        "task": task,
+        "model_config": model.config.to_dict()
+        if hasattr(model.config, "to_dict")
+        else dict(vars(model.config)),
+        "encoder": {
+            "source": encoder_source,
+            "seed": encoder_seed,
+            "config": encoder.config.to_dict(),
+        },
+        "encoder_in_checkpoint": fine_tuned,
+        "train": dict(train or {}),
+    }
+    return save_checkpoint(directory, state, config)
+
+
+def _encoder_of(model: nn.Module) -> PixioEncoder:
+    encoder = getattr(model, "encoder", None) or model.predictor.encoder
+    if not isinstance(encoder, PixioEncoder):
+        raise TypeError(f"expected a model with a PixioEncoder, got {type(encoder).__name__}")
+    return encoder
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode, its config.json)`` from a checkpoint or a run folder (``last``)."""
+    state, config, _ = load_checkpoint(path)
+    if config.get("kind") != KIND:
+        raise ValueError(
+            f"{path} is not a pixio_3d model checkpoint (config kind {config.get('kind')!r}, "
+            f"expected {KIND!r})"
+        )
+    reference = config["encoder"]
+    if config.get("encoder_in_checkpoint"):
+        encoder = PixioEncoder(EncoderConfig.from_dict(reference["config"]))
+    else:
+        encoder, _ = load_frozen_encoder(reference["source"], reference.get("seed", 0))
+        if encoder.config.to_dict() != reference["config"]:
+            raise ValueError(
+                f"{path} was trained on an encoder with config {reference['config']}, but "
+                f"{reference['source']} now holds {encoder.config.to_dict()}"
+            )
+    model = build_model(config["task"], encoder, config["model_config"])
+    result = model.load_state_dict(state, strict=False)
+    missing = [
+        k
+        for k in result.missing_keys
+        if config.get("encoder_in_checkpoint") or not _is_encoder_key(k)
+    ]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{path}: weights do not fit the {config['task']} model "
+            f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})"
+        )
+    encoder.requires_grad_(False)
+    return model.to(device).eval(), config
