@@ -31,10 +31,13 @@ $(STAMP): pyproject.toml setup.py | system-deps
 
 demo: setup
 	$(VENV)/bin/pixio-demo
+	$(VENV)/bin/pixio-robot demo
 
+# One thread per process: the tests use tiny tensors (thread sync would dominate) and several
+# of them start 2-process torch.distributed groups on this 2-core machine.
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
