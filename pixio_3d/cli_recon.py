@@ -1,0 +1,148 @@
+"""``pixio-recon``: reconstruct a folder of photos (cameras, point cloud, GLB, COLMAP, depth).
+
+Example: ``pixio-recon photos/ --out recon/ --checkpoint outputs/recon/reconstruction``.
+What is written is described in :mod:`pixio_3d.reconstruct`; a summary is printed at the end
+and saved as ``recon/summary.json``. One photo falls back to monocular depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_checkpoint_arg(path: str | None, prog: str) -> tuple[Any, dict[str, Any], Path]:
+    """``(model, config, path)`` from ``--checkpoint`` or the default, with a clear error."""
+    from pixio_3d.checkpoint import load_model
+
+    checkpoint = DEFAULT_CHECKPOINT if path is None else Path(path)
+    if not checkpoint.exists():
+        hint = (
+            f"no --checkpoint given and the default {checkpoint} does not exist"
+            if path is None
+            else f"checkpoint {checkpoint} does not exist"
+        )
+        raise SystemExit(
+            f"{prog}: {hint}; pass --checkpoint PATH: a pixio_3d model checkpoint folder "
+            "(model.safetensors + config.json) or a training run folder with a 'last' pointer, "
+            "as written by pixio-recon-train (python -m pixio_3d.cli_train), whose default run "
+            f"writes {DEFAULT_CHECKPOINT}"
+        )
+    try:
+        model, config = load_model(checkpoint, device="cpu")
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"{prog}: cannot load checkpoint {checkpoint}: {error}") from None
+    return model, config, checkpoint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixio-recon", description=__doc__.splitlines()[0])
+    parser.add_argument("photos", help="folder of photos (not recursive; bad files are skipped)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help=f"reconstruction checkpoint or run folder (default: {DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier result")
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="keep points with at least this confidence (default: drop the lowest "
+        "--confidence-quantile of pixels)",
+    )
+    parser.add_argument("--confidence-quantile", type=float, default=0.1)
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        default=None,
+        help="point cloud voxel size in scene units (default: 1%% of the scene extent; 0: off)",
+    )
+    parser.add_argument("--max-points", type=int, default=1_000_000)
+    parser.add_argument("--long-side", type=int, default=512, help="working size (pixels)")
+    parser.add_argument("--min-side", type=int, default=32, help="smaller photos are skipped")
+    parser.add_argument(
+        "--focal-px",
+        type=float,
+        default=None,
+        help="known focal length in pixels of the original photos (principal point centred)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    out = Path(summary["out_dir"])
+    size = summary["image_size"]
+    print(f"{summary['message']} at {size['width']}x{size['height']}")
+    if summary["mode"] == "monocular":
+        print("note: single photo -> monocular depth (no multi-view geometry)")
+    for skipped in summary["skipped"]:
+        print(f"skipped {skipped['path']}: {skipped['reason']}")
+    counts = summary["point_cloud"]["counts"]
+    print(
+        f"points: {counts['written']} written of {counts['pixels']} pixels "
+        f"({counts['confident']} with confidence >= {summary['point_cloud']['min_confidence']:.3g})"
+    )
+    print(f"wrote to {out}:")
+    print(f"  points.ply      coloured point cloud ({counts['written']} points)")
+    print(f"  scene.glb       points + {summary['num_views']} camera frusta")
+    print(
+        f"  sparse/0        COLMAP model ({summary['colmap']['images']} images, "
+        f"{summary['colmap']['points3D']} points) with images/"
+    )
+    print("  depth/          z-depth PNG + .npy per photo")
+    print("  confidence/     confidence PNG + .npy per photo")
+    print("  preview.png     render of the point cloud")
+    print(
+        f"  summary.json    cameras, skipped files, timings ({summary['seconds']['total']:.1f} s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from pixio_3d.reconstruct import reconstruct_photos
+
+    model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-recon")
+    if config["task"] != "reconstruction":
+        raise SystemExit(
+            f"pixio-recon: {checkpoint} is a {config['task']!r} checkpoint; reconstruction needs "
+            "a 'reconstruction' checkpoint (for one photo and a depth checkpoint use pixio-depth)"
+        )
+    model = model.to(args.device or default_device())
+    try:
+        summary = reconstruct_photos(
+            args.photos,
+            args.out,
+            model,
+            overwrite=args.overwrite,
+            min_confidence=args.min_confidence,
+            confidence_quantile=args.confidence_quantile,
+            voxel_size=args.voxel_size,
+            max_points=args.max_points,
+            long_side=args.long_side,
+            min_side=args.min_side,
+            focal_px=args.focal_px,
+            checkpoint=str(checkpoint),
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        raise SystemExit(f"pixio-recon: {error}") from None
+    print_summary(summary)
+
+
+if __name__ == "__main__":
+    main()

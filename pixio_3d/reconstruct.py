@@ -1,0 +1,498 @@
+"""A folder of photos in, a reconstruction that other 3D tools open out (``pixio-recon``).
+
+:func:`reconstruct_photos` loads the photos (:func:`pixio_3d.photos.load_photos`: EXIF
+orientation, mixed sizes, one working size with sides that are multiples of 16, unreadable and
+too-small files skipped and listed), runs a :class:`~pixio_3d.models.ReconstructionModel` on all
+of them at once and writes, into ``out_dir``::
+
+    images/<stem>.png          the views the model saw (working resolution)
+    sparse/0/{cameras,images,points3D}.bin
+                               COLMAP model at the working resolution (PINHOLE cameras, poses,
+                               the filtered points with tracks), so ``images/`` + ``sparse/0``
+                               is the layout gsplat / nerfstudio / COLMAP expect
+    points.ply                 coloured points: confidence filter, voxel grid, outlier removal
+    scene.glb                  the same points and one wire frustum per camera (glTF, y up)
+    depth/<stem>.png, .npy     z-depth in metres (colour map, float32 ``(H, W)``)
+    confidence/<stem>.png, .npy
+                               the model's confidence (grey scale, float32 ``(H, W)``, >= 1)
+    preview.png                a render of the point cloud
+    summary.json               inputs, skipped files, cameras, counts, timings, what was written
+
+Cameras, depth and confidence are at the **working resolution** (the views in ``images/``);
+``summary.json`` also gives each photo's intrinsics mapped back to the upright original photo
+(:meth:`PhotoTransform.intrinsics_to_original`) and the crop/scale that links the two. Poses are
+OpenCV camera-to-world in the frame of the first photo; units are the model's metric guess.
+
+One photo falls back to monocular depth: the reconstruction model runs on that single view (its
+camera is the identity) and ``summary["mode"]`` is ``"monocular"``. Nothing already in
+``out_dir`` is replaced without ``overwrite=True``: the outputs are built in a temporary sibling
+folder and moved in at the end, and files of other names in ``out_dir`` are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pixio_3d import export
+from pixio_3d.models import ReconstructionModel
+from pixio_3d.photos import LoadedPhotos, load_photos
+from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["OUTPUT_ENTRIES", "colmap_observations", "predict_views", "reconstruct_photos"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_ENTRIES = (
+    "images",
+    "sparse",
+    "points.ply",
+    "scene.glb",
+    "depth",
+    "confidence",
+    "preview.png",
+    "summary.json",  # written last: a folder with it holds a complete reconstruction
+)
+STAGES = ("load photos", "model", "maps", "point cloud", "glb", "colmap", "preview")
+
+
+def predict_views(
+    model: ReconstructionModel, images: torch.Tensor, intrinsics: torch.Tensor | None = None
+) -> dict[str, np.ndarray]:
+    """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
+    ``intrinsics (V, 3, 3)`` (working pixels). Returns the outputs of
+    :meth:`ReconstructionModel.infer` for that scene as float64 numpy arrays without the batch
+    axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
+    """
+    if not isinstance(model, ReconstructionModel):
+        raise ValueError(
+            f"reconstruction needs a ReconstructionModel (checkpoint task 'reconstruction'), got "
+            f"{type(model).__name__}; for a single photo with a depth checkpoint use pixio-depth"
+        )
+    device = next(model.parameters()).device
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    normalized = ((images.to(device) - mean) / std)[None]
+    known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
+    outputs = model.infer(normalized, known)
+    return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}
+
+
+def colmap_observations(
+    points: np.ndarray,
+    cam2world: np.ndarray,
+    intrinsics: np.ndarray,
+    depth_z: np.ndarray,
+    relative_tolerance: float = 0.05,
+    absolute_tolerance: float = 0.0,
+    max_per_image: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which views see each point: the 2D observations of COLMAP tracks.
+
+    ``points (N, 3)`` world, ``cam2world (V, 4, 4)``, ``intrinsics (V, 3, 3)``, ``depth_z (V, H,
+    W)``. A point is observed in a view when it projects inside the image in front of the camera
+    and its z agrees with the view's depth at that pixel within ``relative_tolerance * depth +
+    absolute_tolerance`` (not occluded). ``max_per_image`` keeps a random subset (``seed``) of
+    each view's observations, which bounds the size and write time of the model. Returns ``(point_index (M,), image_index (M,), pixel_xy
+    (M, 2))``, pixel centres at +0.5, as :func:`pixio_3d.export.write_colmap_model` takes them.
+    """
+    height, width = depth_z.shape[1:]
+    rng = np.random.default_rng(seed)
+    point_ids, image_ids, pixels = [], [], []
+    for view, (pose, k) in enumerate(zip(cam2world, intrinsics, strict=True)):
+        local = (points - pose[:3, 3]) @ pose[:3, :3]
+        z = local[:, 2]
+        front = z > 1e-9
+        u = np.full(len(points), -1.0)
+        v = np.full(len(points), -1.0)
+        u[front] = k[0, 0] * local[front, 0] / z[front] + k[0, 2]
+        v[front] = k[1, 1] * local[front, 1] / z[front] + k[1, 2]
+        inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        index = np.flatnonzero(inside)
+        observed = depth_z[view, v[index].astype(np.int64), u[index].astype(np.int64)]
+        tolerance = relative_tolerance * observed + absolute_tolerance
+        visible = index[np.abs(z[index] - observed) <= tolerance]
+        if max_per_image is not None and len(visible) > max_per_image:
+            visible = np.sort(rng.choice(visible, max_per_image, replace=False))
+        point_ids.append(visible)
+        image_ids.append(np.full(len(visible), view))
+        pixels.append(np.stack([u[visible], v[visible]], axis=1))
+    return np.concatenate(point_ids), np.concatenate(image_ids), np.concatenate(pixels)
+
+
+def _existing_outputs(out_dir: Path) -> list[str]:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"output folder {out_dir} is a file")
+    return [name for name in OUTPUT_ENTRIES if (out_dir / name).exists()]
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """File stems; the whole name (dots as ``_``) where photos share a stem, then ``_<index>``
+    for any name still taken (``a.jpg``, ``a.png`` -> ``a_jpg``, ``a_png``)."""
+    stems = [p.stem for p in paths]
+    names = [p.name.replace(".", "_") if stems.count(p.stem) > 1 else p.stem for p in paths]
+    return [
+        name if names.count(name) == 1 else f"{name}_{index}" for index, name in enumerate(names)
+    ]
+
+
+def _working_intrinsics(photos: LoadedPhotos, focal_px: float) -> np.ndarray:
+    """``(V, 3, 3)``: focal ``focal_px`` at each original photo's centre, mapped to the views."""
+    if not focal_px > 0:
+        raise ValueError(
+            f"focal_px must be positive (pixels of the original photos), got {focal_px}"
+        )
+    result = []
+    for transform in photos.transforms:
+        width, height = transform.original_size
+        original = np.array([[focal_px, 0, width / 2], [0, focal_px, height / 2], [0, 0, 1]])
+        result.append(transform.intrinsics_from_original(original))
+    return np.stack(result)
+
+
+def _check_intrinsics(intrinsics: np.ndarray, names: list[str]) -> None:
+    focal = intrinsics[:, [0, 1], [0, 1]]
+    bad = [
+        i
+        for i in range(len(names))
+        if not (np.isfinite(intrinsics[i]).all() and focal[i].min() > 0)
+    ]
+    if bad:
+        details = ", ".join(f"{names[i]} (fx={focal[i, 0]:.3g}, fy={focal[i, 1]:.3g})" for i in bad)
+        raise ValueError(
+            f"the model's rays give no valid pinhole camera for {details}: the checkpoint may be "
+            "untrained or the photos unlike its training data; pass the focal length "
+            "(focal_px / --focal-px, in pixels of the original photos) to fix the cameras"
+        )
+
+
+def _confidence_png(path: Path, confidence: np.ndarray) -> None:
+    """Grey-scale PNG of ``confidence (H, W)``, its 2nd..98th percentile stretched to 0..255."""
+    low, high = np.percentile(confidence, [2, 98])
+    scaled = np.clip((confidence - low) / max(high - low, 1e-12), 0, 1)
+    Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(path, format="PNG")
+
+
+def _auto_voxel_size(points: np.ndarray, fraction: float) -> float:
+    """``fraction`` of the length of the points' per-axis interquartile range (robust extent)."""
+    q25, q75 = np.percentile(points, [25, 75], axis=0)
+    return fraction * float(np.linalg.norm(q75 - q25))
+
+
+@contextmanager
+def _staging_folder(out_dir: Path) -> Iterator[Path]:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
+    existing = _existing_outputs(out_dir)
+    if existing and not overwrite:  # appeared while we worked
+        raise FileExistsError(f"{out_dir} now holds {existing}; pass overwrite=True to replace")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_ENTRIES:
+        target = out_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        if (staging / name).exists():
+            os.replace(staging / name, target)
+
+
+def reconstruct_photos(
+    photo_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: ReconstructionModel,
+    *,
+    overwrite: bool = False,
+    min_confidence: float | None = None,
+    confidence_quantile: float = 0.1,
+    voxel_size: float | None = None,
+    voxel_fraction: float = 0.01,
+    max_points: int = 1_000_000,
+    max_observations_per_image: int = 10_000,
+    long_side: int = 512,
+    min_side: int = 32,
+    focal_px: float | None = None,
+    preview_size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    checkpoint: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Reconstruct the photos of ``photo_dir`` into ``out_dir`` (layout in the module docstring).
+
+    Args:
+        model: a :class:`ReconstructionModel` (e.g. from :func:`pixio_3d.checkpoint.load_model`);
+            it runs on the device its parameters are on.
+        overwrite: replace the outputs of an earlier reconstruction in ``out_dir``; without it a
+            ``FileExistsError`` is raised before any work is done.
+        min_confidence: keep pixels whose confidence is at least this; ``None`` drops the
+            ``confidence_quantile`` least confident pixels of all views instead.
+        voxel_size: voxel grid of the point cloud in scene units; ``None`` uses
+            ``voxel_fraction`` of the robust scene extent; ``0`` keeps every point.
+        max_points: confident points beyond this are subsampled at random (``seed``) before
+            voxelising, which bounds memory and time for many large photos.
+        max_observations_per_image: COLMAP keypoints (track elements) kept per image, a
+            random subset of the points each view sees (the points themselves are all kept).
+        long_side, min_side: the working size and the smallest photo side accepted.
+        focal_px: known focal length in pixels of the original photos (principal point at each
+            photo's centre); it conditions the model and fixes the cameras. Without it the
+            intrinsics are fitted to the predicted rays.
+        preview_size: ``(width, height)`` of ``preview.png``.
+        checkpoint: recorded in ``summary.json``.
+
+    Returns the summary written to ``summary.json`` (plain JSON values). Raises
+    ``FileNotFoundError`` for a missing or empty folder, ``ValueError`` when no photo is usable
+    or the model gives no valid camera, ``FileExistsError`` as described for ``overwrite``.
+    """
+    photo_dir, out_dir = Path(photo_dir), Path(out_dir)
+    if out_dir.resolve() == photo_dir.resolve():
+        raise ValueError(f"output folder {out_dir} must differ from the photo folder")
+    existing = _existing_outputs(out_dir)
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a reconstruction ({', '.join(existing)}); pass "
+            "overwrite=True (--overwrite) to replace it, or choose another folder"
+        )
+    if max_points < 1 or not 0 <= confidence_quantile < 1:
+        raise ValueError(
+            f"need max_points >= 1 and 0 <= confidence_quantile < 1, got {max_points}, "
+            f"{confidence_quantile}"
+        )
+    if voxel_size is not None and voxel_size < 0:
+        raise ValueError(f"voxel_size must be >= 0 (0: no voxel grid), got {voxel_size}")
+
+    seconds: dict[str, float] = {}
+    with tqdm(total=len(STAGES), desc="pixio-recon", unit="stage", disable=not progress) as bar:
+
+        @contextmanager
+        def timed(name: str) -> Iterator[None]:
+            bar.set_postfix_str(name)
+            started = time.perf_counter()
+            yield
+            seconds[name] = round(time.perf_counter() - started, 3)
+            bar.update()
+
+        with timed("load photos"):
+            photos = load_photos(photo_dir, long_side=long_side, min_side=min_side)
+            names = [p.name for p in photos.paths]
+            stems = _unique_stems(photos.paths)
+            height, width = photos.images.shape[-2:]
+        with timed("model"):
+            given = None if focal_px is None else _working_intrinsics(photos, focal_px)
+            prediction = predict_views(
+                model, photos.images, None if given is None else torch.from_numpy(given)
+            )
+            if given is not None:
+                prediction["intrinsics"] = given  # exactly the given ones, not float32 copies
+            _check_intrinsics(prediction["intrinsics"], names)
+        colors = np.round(photos.images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+        poses, intrinsics = prediction["camera_poses"], prediction["intrinsics"]
+
+        with _staging_folder(out_dir) as staging:
+            with timed("maps"):
+                _write_maps(staging, stems, colors, prediction)
+            with timed("point cloud"):
+                cloud_points, cloud_colors, cloud_info = _write_point_cloud(
+                    staging / "points.ply",
+                    prediction,
+                    colors,
+                    min_confidence=min_confidence,
+                    confidence_quantile=confidence_quantile,
+                    voxel_size=voxel_size,
+                    voxel_fraction=voxel_fraction,
+                    max_points=max_points,
+                    seed=seed,
+                )
+            with timed("glb"):
+                export.write_glb_scene(
+                    staging / "scene.glb",
+                    cloud_points,
+                    cloud_colors,
+                    poses,
+                    intrinsics,
+                    (height, width),
+                )
+            with timed("colmap"):
+                observations = colmap_observations(
+                    cloud_points,
+                    poses,
+                    intrinsics,
+                    prediction["depth_z"],
+                    absolute_tolerance=cloud_info["voxel_size"] or 0.0,
+                    max_per_image=max_observations_per_image,
+                    seed=seed,
+                )
+                export.write_colmap_model(
+                    staging / "sparse" / "0",
+                    poses,
+                    intrinsics,
+                    [f"{stem}.png" for stem in stems],
+                    (height, width),
+                    points3D=cloud_points,
+                    colors=cloud_colors,
+                    observations=observations,
+                )
+            with timed("preview"):
+                export.render_point_cloud_preview(
+                    staging / "preview.png",
+                    cloud_points,
+                    cloud_colors,
+                    width=preview_size[0],
+                    height=preview_size[1],
+                )
+            summary = _summary(photo_dir, out_dir, photos, stems, prediction, focal_px)
+            summary["checkpoint"] = checkpoint
+            summary["point_cloud"] = cloud_info
+            summary["colmap"] = {
+                "path": "sparse/0",
+                "images": len(stems),
+                "points3D": len(cloud_points),
+                "observations": len(observations[0]),
+            }
+            summary["seconds"] = {**seconds, "total": round(sum(seconds.values()), 3)}
+            if summary["mode"] == "monocular":
+                logger.warning(summary["message"])
+            (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+            _move_into_place(staging, out_dir, overwrite)
+    return summary
+
+
+def _write_maps(
+    folder: Path, stems: list[str], colors: np.ndarray, prediction: dict[str, np.ndarray]
+) -> None:
+    """``images/``, ``depth/`` (z-depth) and ``confidence/`` of every view into ``folder``."""
+    for name in ("images", "depth", "confidence"):
+        (folder / name).mkdir()
+    for view, stem in enumerate(stems):
+        Image.fromarray(colors[view]).save(folder / "images" / f"{stem}.png")
+        export.save_depth_map(folder / "depth" / f"{stem}.png", prediction["depth_z"][view])
+        confidence = prediction["conf"][view]
+        np.save(folder / "confidence" / f"{stem}.npy", confidence.astype(np.float32))
+        _confidence_png(folder / "confidence" / f"{stem}.png", confidence)
+
+
+def _write_point_cloud(
+    path: Path,
+    prediction: dict[str, np.ndarray],
+    colors: np.ndarray,
+    *,
+    min_confidence: float | None,
+    confidence_quantile: float,
+    voxel_size: float | None,
+    voxel_fraction: float,
+    max_points: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Filter the predicted points into ``points.ply``; return the written points ``(N, 3)``,
+    their colours ``(N, 3)`` uint8 and what was done (threshold, voxel size, counts)."""
+    import open3d as o3d
+
+    points = prediction["pts3d"].reshape(-1, 3)
+    confidence = prediction["conf"].reshape(-1)
+    finite = np.isfinite(points).all(axis=1) & np.isfinite(confidence)
+    if min_confidence is None:
+        threshold = float(np.quantile(confidence[finite], confidence_quantile))
+    else:
+        threshold = float(min_confidence)
+    keep = np.flatnonzero(finite & (confidence >= threshold))
+    if len(keep) == 0:
+        raise ValueError(
+            f"no pixel has confidence >= {threshold:.4g} (the model's confidences lie in "
+            f"[{confidence[finite].min():.4g}, {confidence[finite].max():.4g}]); lower it"
+        )
+    confident = len(keep)
+    if len(keep) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
+    if voxel_size is None:
+        voxel_size = _auto_voxel_size(points[keep], voxel_fraction)
+    counts = export.write_point_cloud_ply(
+        path,
+        points[keep],
+        colors.reshape(-1, 3)[keep],
+        confidence=confidence[keep],
+        voxel_size=voxel_size or None,
+    )
+    cloud = o3d.t.io.read_point_cloud(str(path))
+    info = {
+        "min_confidence": threshold,
+        "voxel_size": voxel_size or None,
+        "counts": {"pixels": len(points), "confident": confident, **counts},
+    }
+    return cloud.point.positions.numpy().astype(np.float64), cloud.point.colors.numpy(), info
+
+
+def _summary(
+    photo_dir: Path,
+    out_dir: Path,
+    photos: LoadedPhotos,
+    stems: list[str],
+    prediction: dict[str, np.ndarray],
+    focal_px: float | None,
+) -> dict[str, Any]:
+    num_views, _, height, width = photos.images.shape
+    if num_views == 1:
+        mode = "monocular"
+        message = (
+            f"only one photo ({photos.paths[0].name}): monocular depth from the reconstruction "
+            "model run on this single view; its camera is the identity and the scale is the "
+            "model's guess"
+        )
+    else:
+        mode, message = "multi_view", f"reconstructed {num_views} photos"
+    per_photo = []
+    for view, (path, stem, transform) in enumerate(
+        zip(photos.paths, stems, photos.transforms, strict=True)
+    ):
+        intrinsics = prediction["intrinsics"][view]
+        per_photo.append(
+            {
+                "path": str(path),
+                "image": f"images/{stem}.png",
+                "depth": f"depth/{stem}.npy",
+                "confidence": f"confidence/{stem}.npy",
+                "original_size": list(transform.original_size),
+                "crop": {"scale": transform.scale, "left": transform.left, "top": transform.top},
+                "intrinsics": intrinsics.tolist(),
+                "intrinsics_original": transform.intrinsics_to_original(intrinsics).tolist(),
+                "cam2world": prediction["camera_poses"][view].tolist(),
+            }
+        )
+    return {
+        "mode": mode,
+        "message": message,
+        "photo_dir": str(photo_dir.resolve()),
+        "out_dir": str(out_dir.resolve()),
+        "num_views": num_views,
+        "image_size": {"height": height, "width": width},
+        "resolution": "cameras, depth and confidence are at the working image_size; "
+        "intrinsics_original maps each camera to its upright original photo",
+        "pose_convention": "OpenCV camera-to-world (x right, y down, z forward); world = the "
+        "camera of the first photo; depth maps are z-depth",
+        "intrinsics_source": "fitted to the predicted rays"
+        if focal_px is None
+        else f"given: focal_px={focal_px}",
+        "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
+        "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
+        "photos": per_photo,
+        "outputs": list(OUTPUT_ENTRIES),
+    }

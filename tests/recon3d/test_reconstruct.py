@@ -1,0 +1,266 @@
+"""pixio-recon / pixio-depth: a folder of photos to PLY, GLB, COLMAP, depth maps, preview, summary.
+
+A tiny untrained reconstruction model (2-block pixio_vitt16, 1 trunk pair, tiny DPT) is enough
+for formats and behaviour; photos are MuJoCo renders saved as JPEGs (one with an EXIF rotation,
+one at twice the size), next to a text file and a broken JPEG.
+"""
+
+import copy
+import json
+
+import numpy as np
+import open3d as o3d
+import pycolmap
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from pixio_3d.checkpoint import load_model, save_model
+from pixio_3d.cli_depth import main as depth_main
+from pixio_3d.cli_recon import main as recon_main
+from pixio_3d.models import (
+    MonoDepthConfig,
+    MonoDepthModel,
+    ReconstructionConfig,
+    ReconstructionModel,
+)
+from pixio_3d.photos import load_photos
+from pixio_3d.reconstruct import colmap_observations, predict_views, reconstruct_photos
+from pixio_3d.scenes import SceneConfig, build_scene, render_scene
+from pixio_core.loading import load_frozen_encoder, save_encoder
+from pixio_core.models.registry import create_encoder
+
+HEIGHT, WIDTH, LONG_SIDE = 64, 96, 96
+TINY_DPT = {"dpt_features": 16, "dpt_out_channels": (8, 16, 32, 32)}
+TINY_TRUNK = {"width": 64, "depth": 1, "num_heads": 4, "pose_hidden_dim": 32, **TINY_DPT}
+FOCAL = 70.0  # known focal (pixels of the original photos) for the main runs
+FAST = {"long_side": LONG_SIDE, "preview_size": (80, 60), "progress": False}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    save_encoder(create_encoder("pixio_vitt16", depth=2), root / "encoder")
+    encoder, _ = load_frozen_encoder(str(root / "encoder"))
+    paths = {}
+    recon = ReconstructionModel(encoder, ReconstructionConfig(**TINY_TRUNK))
+    paths["reconstruction"] = save_model(
+        root / "recon", recon, "reconstruction", str(root / "encoder")
+    )
+    for mode in ("metric", "relative"):
+        # the 2-block encoder is too shallow for the 4-block DPT probe: linear head
+        depth = MonoDepthModel(encoder, MonoDepthConfig(mode=mode, head="linear"))
+        paths[mode] = save_model(root / f"depth_{mode}", depth, "depth", str(root / "encoder"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model(checkpoints):
+    return load_model(checkpoints["reconstruction"])[0]
+
+
+@pytest.fixture(scope="module")
+def renders():
+    spec = build_scene(5, 4, SceneConfig(texture_size=32, num_objects=(3, 4)))
+    return render_scene(spec, HEIGHT, WIDTH).rgb
+
+
+def _write_photos(folder, rgb):
+    """4 photos (view0 twice under two extensions, one EXIF-rotated, one 2x larger) + junk."""
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(rgb[0]).save(folder / "view0.jpg", quality=95)
+    Image.fromarray(rgb[1]).save(folder / "view0.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": stored pixels are the upright ones turned
+    rotated = Image.fromarray(rgb[2]).transpose(Image.Transpose.ROTATE_90)
+    rotated.save(folder / "view1_phone.jpg", quality=95, exif=exif)
+    Image.fromarray(rgb[3]).resize((2 * WIDTH, 2 * HEIGHT)).save(folder / "view2_big.jpg")
+    (folder / "notes.txt").write_text("not a photo")
+    data = (folder / "view0.jpg").read_bytes()
+    (folder / "broken.jpg").write_bytes(data[: len(data) // 3])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory, renders, model):
+    root = tmp_path_factory.mktemp("recon")
+    photos = _write_photos(root / "photos", renders)
+    summary = reconstruct_photos(
+        photos, root / "out", model, focal_px=FOCAL, max_observations_per_image=500, **FAST
+    )
+    return photos, root / "out", summary
+
+
+def test_outputs_are_readable_by_the_real_libraries(result, model):
+    photos, out, summary = result
+    assert summary["mode"] == "multi_view" and summary["num_views"] == 4
+    assert {s["path"].rsplit("/", 1)[1] for s in summary["skipped"]} == {"notes.txt", "broken.jpg"}
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+    cloud = o3d.io.read_point_cloud(str(out / "points.ply"))
+    written = summary["point_cloud"]["counts"]["written"]
+    assert len(cloud.points) == written > 0 and cloud.has_colors()
+
+    scene = trimesh.load(out / "scene.glb")
+    assert isinstance(scene, trimesh.Scene)
+    assert {f"camera_{i:03d}" for i in range(4)} | {"points"} <= set(scene.geometry)
+
+    # an independent run of the model on the same photos gives the exported cameras and depth
+    loaded = load_photos(photos, long_side=LONG_SIDE)
+    given = np.array([p["intrinsics"] for p in summary["photos"]])
+    expected = predict_views(model, loaded.images, torch.from_numpy(given))
+    reconstruction = pycolmap.Reconstruction(out / "sparse" / "0")
+    assert reconstruction.num_reg_images() == 4 and reconstruction.num_points3D() == written
+    names = ["view0_jpg.png", "view0_png.png", "view1_phone.png", "view2_big.png"]
+    for view, name in enumerate(names):
+        image = reconstruction.find_image_with_name(name)
+        assert (out / "images" / name).is_file()
+        assert Image.open(out / "images" / name).size == (WIDTH, HEIGHT)
+        cam2world = np.linalg.inv(image.cam_from_world().matrix().tolist() + [[0, 0, 0, 1]])
+        np.testing.assert_allclose(cam2world, expected["camera_poses"][view], atol=1e-5)
+        camera = reconstruction.cameras[image.camera_id]
+        fx, fy, cx, cy = camera.params
+        np.testing.assert_allclose([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], given[view])
+        assert (camera.width, camera.height) == (WIDTH, HEIGHT)
+        # track keypoints are the projections of their 3D points (checked on a few)
+        tracked = [p for p in image.points2D if p.has_point3D()]
+        assert 0 < len(tracked) <= 500
+        for point2d in tracked[::50]:
+            xyz = reconstruction.points3D[point2d.point3D_id].xyz
+            projected = camera.img_from_cam(image.cam_from_world() * xyz)
+            np.testing.assert_allclose(projected, point2d.xy, atol=1e-3)
+        depth = np.load(out / summary["photos"][view]["depth"])
+        assert depth.shape == (HEIGHT, WIDTH) and depth.dtype == np.float32
+        np.testing.assert_allclose(depth, expected["depth_z"][view], rtol=1e-5)
+        confidence = np.load(out / summary["photos"][view]["confidence"])
+        assert confidence.shape == (HEIGHT, WIDTH) and (confidence >= 1).all()
+        stem = name.removesuffix(".png")
+        assert Image.open(out / "depth" / f"{stem}.png").size == (WIDTH, HEIGHT)
+        assert Image.open(out / "confidence" / f"{stem}.png").size == (WIDTH, HEIGHT)
+    assert summary["colmap"]["observations"] > 0
+    assert Image.open(out / "preview.png").size == (80, 60)
+
+
+def test_intrinsics_map_back_to_the_original_photos(result):
+    _, _, summary = result
+    by_name = {p["path"].rsplit("/", 1)[1]: p for p in summary["photos"]}
+    for name, (width, height) in [
+        ("view0.jpg", (WIDTH, HEIGHT)),
+        ("view1_phone.jpg", (WIDTH, HEIGHT)),  # upright size, not the stored portrait one
+        ("view2_big.jpg", (2 * WIDTH, 2 * HEIGHT)),
+    ]:
+        assert by_name[name]["original_size"] == [width, height]
+        np.testing.assert_allclose(
+            by_name[name]["intrinsics_original"],
+            [[FOCAL, 0, width / 2], [0, FOCAL, height / 2], [0, 0, 1]],
+            atol=1e-9,
+        )
+
+
+def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, checkpoints):
+    photos = _write_photos(tmp_path / "photos", renders)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "my_notes.md").write_text("mine")
+    common = [str(photos), "--out", str(out), "--checkpoint", str(checkpoints["reconstruction"])]
+    common += ["--focal-px", str(FOCAL), "--long-side", str(LONG_SIDE), "--no-progress"]
+    recon_main(common + ["--voxel-size", "0"])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match="already holds a reconstruction.*--overwrite"):
+        recon_main(common + ["--voxel-size", "0.05"])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+    recon_main(common + ["--voxel-size", "0.05", "--overwrite"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["point_cloud"]["voxel_size"] == 0.05
+    assert (out / "my_notes.md").read_text() == "mine"  # other files are left alone
+
+
+def test_empty_folder_and_too_small_photos_error_clearly(tmp_path, model, checkpoints):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        reconstruct_photos(empty, tmp_path / "out", model, **FAST)
+    with pytest.raises(SystemExit, match="pixio-recon: photo folder .*empty"):
+        recon_main([str(empty), "--out", str(tmp_path / "out"), "--checkpoint",
+                    str(checkpoints["reconstruction"]), "--no-progress"])  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.new("RGB", (24, 20)).save(small / "thumb.png")
+    (small / "readme.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"thumb.png: too small: 24x20 < 32 px"):
+        reconstruct_photos(small, tmp_path / "out", model, **FAST)
+
+
+def test_single_photo_falls_back_to_monocular_depth(tmp_path, renders, model, caplog):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(renders[0]).save(photos / "only.png")
+    Image.new("RGB", (16, 16)).save(photos / "icon.png")
+    summary = reconstruct_photos(photos, tmp_path / "out", model, focal_px=FOCAL, **FAST)
+    assert summary["mode"] == "monocular" and "monocular depth" in summary["message"]
+    assert "monocular depth" in caplog.text
+    assert [s["reason"].split(":")[0] for s in summary["skipped"]] == ["too small"]
+    reconstruction = pycolmap.Reconstruction(tmp_path / "out" / "sparse" / "0")
+    assert reconstruction.num_reg_images() == 1
+    pose = reconstruction.find_image_with_name("only.png").cam_from_world().matrix()
+    np.testing.assert_allclose(pose, np.eye(4)[:3], atol=1e-6)
+    assert np.load(tmp_path / "out" / "depth" / "only.npy").shape == (HEIGHT, WIDTH)
+    assert len(o3d.io.read_point_cloud(str(tmp_path / "out" / "points.ply")).points) > 0
+
+
+def test_rays_without_a_pinhole_camera_error_and_name_the_fix(tmp_path, renders, model):
+    photos = _write_photos(tmp_path / "photos", renders)
+    flat = copy.deepcopy(model)
+    last = flat.dense_head.output_conv2[-1]
+    with torch.no_grad():  # all rays along the optical axis: no focal length fits
+        last.weight[:3] = 0
+        last.bias[:3] = 0
+    with pytest.raises(ValueError, match=r"no valid pinhole camera.*view0.jpg.*--focal-px"):
+        reconstruct_photos(photos, tmp_path / "out", flat, **FAST)
+    assert not (tmp_path / "out").exists()
+
+
+def test_colmap_observations_see_visible_points_only():
+    intrinsics = np.array([[[50.0, 0, 20], [0, 50, 15], [0, 0, 1]]])
+    cam2world = np.eye(4)[None]
+    depth = np.full((1, 30, 40), 2.0)
+    points = np.array([[0.0, 0.0, 2.0], [0.4, 0.2, 2.0], [0.0, 0.0, 3.0], [0.0, 0.0, -2.0]])
+    point_index, image_index, pixels = colmap_observations(points, cam2world, intrinsics, depth)
+    assert point_index.tolist() == [0, 1] and image_index.tolist() == [0, 0]  # 2: occluded
+    np.testing.assert_allclose(pixels, [[20, 15], [30, 20]])
+
+
+@pytest.mark.parametrize("kind", ["reconstruction", "metric", "relative"])
+def test_pixio_depth_writes_png_and_npy(tmp_path, renders, checkpoints, kind, capsys):
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(renders[1]).save(photo, quality=95)
+    args = [str(photo), "--checkpoint", str(checkpoints[kind]), "--long-side", str(LONG_SIDE)]
+    depth_main(args)
+    assert Image.open(tmp_path / "photo_depth.png").size == (WIDTH, HEIGHT)
+    name = "photo_depth_disparity.npy" if kind == "relative" else "photo_depth.npy"
+    values = np.load(tmp_path / name)
+    assert values.shape == (HEIGHT, WIDTH) and np.isfinite(values).all() and (values > 0).all()
+    assert ("relative disparity" in capsys.readouterr().out) == (kind == "relative")
+    with pytest.raises(SystemExit, match="--overwrite"):
+        depth_main(args)
+    depth_main(args + ["--overwrite", "--out", str(tmp_path / "custom.png")])
+    assert (tmp_path / "custom.png").is_file()
+
+
+def test_checkpoint_errors_name_the_fix(tmp_path, monkeypatch, checkpoints):
+    monkeypatch.chdir(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with pytest.raises(
+        SystemExit,
+        match="default outputs/recon/reconstruction/checkpoints.*--checkpoint.*pixio-recon-train",
+    ):
+        recon_main([str(photos), "--out", "out"])
+    with pytest.raises(SystemExit, match="'depth' checkpoint.*pixio-depth"):
+        recon_main([str(photos), "--out", "out", "--checkpoint", str(checkpoints["metric"])])
