@@ -61,8 +61,12 @@ def save_model(
     encoder_source: str,
     encoder_seed: int = 0,
     train: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model``; its encoder's weights go in only if any of them is trainable."""
+    """Write ``model``; its encoder's weights go in only if any of them is trainable.
+
+    ``train_state`` (tensors and plain values: step, optimizer, RNG) goes to ``train_state.pt``
+    in the same atomic write, for exact resume."""
     encoder = _encoder_of(model)
     fine_tuned = any(p.requires_grad for p in encoder.parameters())
     state = {k: v for k, v in model.state_dict().items() if fine_tuned or not _is_encoder_key(k)}
@@ -80,7 +84,7 @@ def save_model(
         "encoder_in_checkpoint": fine_tuned,
         "train": dict(train or {}),
     }
-    return save_checkpoint(directory, state, config)
+    return save_checkpoint(directory, state, config, train_state)
 
 
 def _encoder_of(model: nn.Module) -> PixioEncoder:

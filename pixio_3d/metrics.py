@@ -240,6 +240,7 @@ def depth_metrics(
         )
     if pred.ndim == 2:
         pred, gt = pred[None], gt[None]
+        valid = None if valid is None else torch.as_tensor(valid)[None]
     mask = _mask(valid, tuple(gt.shape)) & (gt > 0) & torch.isfinite(gt) & torch.isfinite(pred)
     per_map: list[dict[str, float]] = []
     for view in range(gt.shape[0]):

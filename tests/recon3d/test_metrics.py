@@ -246,3 +246,12 @@ def test_bad_inputs_raise_clear_errors():
         metrics.relative_pose_errors(poses, poses, np.ones(2, dtype=bool))
     with pytest.raises(ValueError, match="positive whole"):
         metrics.pose_auc(np.zeros(3), np.zeros(3), 2.5)
+
+
+def test_depth_metrics_accept_a_single_map_with_its_mask():
+    gt = torch.full((4, 5), 2.0)
+    pred = gt.clone()
+    pred[0, 0] = 100.0  # masked out below
+    valid = torch.ones(4, 5, dtype=torch.bool)
+    valid[0, 0] = False
+    assert metrics.depth_metrics(pred, gt, valid, alignment="none")["abs_rel"] == 0.0
