@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml setup.py | system-deps
 demo: setup
 	$(VENV)/bin/pixio-demo
 	$(VENV)/bin/pixio-robot demo
+	$(VENV)/bin/pixio-recon-demo
 
 # One thread per process: the tests use tiny tensors (thread sync would dominate) and several
 # of them start 2-process torch.distributed groups on this 2-core machine.

@@ -29,7 +29,7 @@ from pixio_3d.models import (
     SegmentationConfig,
     SegmentationModel,
 )
-from pixio_core.checkpoint import load_checkpoint, save_checkpoint
+from pixio_core.checkpoint import LAST_POINTER, is_checkpoint_dir, load_checkpoint, save_checkpoint
 from pixio_core.loading import load_frozen_encoder
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 
@@ -97,7 +97,15 @@ def _encoder_of(model: nn.Module) -> PixioEncoder:
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model in eval mode, its config.json)`` from a checkpoint or a run folder (``last``)."""
+    """``(model in eval mode, its config.json)`` from a checkpoint folder, a folder with a
+    ``last`` pointer, or a ``pixio-recon-train`` output folder (its ``checkpoints/``)."""
+    candidate = Path(path)
+    if (
+        not is_checkpoint_dir(candidate)
+        and not (candidate / LAST_POINTER).is_file()
+        and (candidate / "checkpoints" / LAST_POINTER).is_file()
+    ):
+        path = candidate / "checkpoints"
     state, config, _ = load_checkpoint(path)
     if config.get("kind") != KIND:
         raise ValueError(
