@@ -3,8 +3,8 @@
 Episodes are rolled out ``num_envs`` at a time through Gymnasium's vector envs (worker processes
 started with ``spawn``, so no MuJoCo/EGL state crosses a fork); the main process embeds every
 batch of frames with the frozen encoder and asks the policy for a batch of actions. Episode
-``e`` of seed ``s`` resets with seed ``1000 * s + e``, so every encoder and policy is scored on
-the same initial states. An episode counts as a success if ``info["is_success"]`` was true at
+``e`` of seed ``s`` resets with seed ``1_000_000 * (s + 1) + e``: every encoder and policy is
+scored on the same initial states, none of which is a demo's (demos use small reset seeds). An episode counts as a success if ``info["is_success"]`` was true at
 any step (MetaWorld tasks do not terminate on success; ours do).
 """
 
@@ -38,8 +38,16 @@ def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
     return gym.make(env_id, **env_kwargs)
 
 
+EVAL_SEED_OFFSET = 1_000_000
+
+
 def episode_seed(seed: int, episode: int) -> int:
-    return 1000 * seed + episode
+    """Reset seed of episode ``episode`` of evaluation seed ``seed``.
+
+    Offset by a million so that evaluation never starts from a demo's initial state:
+    ``collect_demos`` resets with ``seed + attempt`` (small numbers).
+    """
+    return EVAL_SEED_OFFSET * (seed + 1) + episode
 
 
 @dataclass

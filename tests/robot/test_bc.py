@@ -1,5 +1,6 @@
 """Behavior cloning end to end at a tiny size: demos -> features -> MLP -> rollouts in MuJoCo."""
 
+import h5py
 import imageio.v3 as iio
 import pixio_envs  # noqa: F401
 import pytest
@@ -89,6 +90,10 @@ def test_train_then_evaluate_in_mujoco(setup):
     assert set(result.success_per_seed) == {0, 1}
     assert 0.0 <= result.success_rate <= 1.0 and 1 <= result.mean_episode_steps <= 150
     assert [(e["seed"], e["episode"]) for e in result.episodes] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # evaluation never starts from a demo's initial state (demos reset with small seeds)
+    with h5py.File(path, "r") as handle:
+        demo_seeds = {int(group.attrs["seed"]) for group in handle["data"].values()}
+    assert not demo_seeds & {e["reset_seed"] for e in result.episodes}
     assert len(result.videos) == 2
     frames = iio.imread(result.videos[0])
     episode = result.episodes[0]
