@@ -79,9 +79,7 @@ class ACTPolicy(nn.Module):
             if c.tokens_per_frame == 1
             else (c.frame_history, c.tokens_per_frame, c.feature_dim)
         )
-        if shape[1:] != expected and not (
-            c.tokens_per_frame == 1 and shape[1:] == expected[:1] + (1,) + expected[1:]
-        ):
+        if shape[1:] != expected:
             raise ValueError(f"features must be (B, {', '.join(map(str, expected))}), got {shape}")
         return features.reshape(shape[0], c.frame_history * c.tokens_per_frame, c.feature_dim)
 
@@ -127,8 +125,6 @@ class ACTPolicy(nn.Module):
         feature_dim)``, and ``proprio (B, proprio_dim)``.
         """
         features = obs["features"].float()
-        if features.ndim == 2:
-            features = features.unsqueeze(1)
         if not self._history:
             for _ in range(self.config.frame_history - 1):
                 self._history.append(features)
