@@ -90,17 +90,33 @@ def reconstruction_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Te
     points_cam = points_from_z_depth(depth, intrinsics)
     points = transform_points(poses, points_cam)
     quats, trans = quaternion_translation_from_pose(poses)
-    batch_size = depth.shape[0]
+    return {
+        **_normalized_geometry(
+            points, points_cam, depth_along_ray_from_z(depth, intrinsics), trans, valid
+        ),
+        "cam_quats": quats,
+        "ray_directions": ray_directions(intrinsics, height, width),
+        "valid": valid,
+    }
+
+
+def _normalized_geometry(
+    points: torch.Tensor,
+    points_cam: torch.Tensor,
+    depth_along_ray: torch.Tensor,
+    cam_trans: torch.Tensor,
+    valid: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Points, depth and translations divided by the average norm of each scene's valid world
+    points (``norm_factor (B,)``), the normalization both targets and predictions use."""
+    batch_size = points.shape[0]
     norm = average_point_norm(points.reshape(batch_size, -1, 3), valid.reshape(batch_size, -1))
     norm = norm.clamp_min(EPS)
     return {
         "pts3d": points / norm[:, None, None, None, None],
         "pts3d_cam": points_cam / norm[:, None, None, None, None],
-        "depth_along_ray": depth_along_ray_from_z(depth, intrinsics) / norm[:, None, None, None],
-        "cam_trans": trans / norm[:, None, None],
-        "cam_quats": quats,
-        "ray_directions": ray_directions(intrinsics, height, width),
-        "valid": valid,
+        "depth_along_ray": depth_along_ray / norm[:, None, None, None],
+        "cam_trans": cam_trans / norm[:, None, None],
         "norm_factor": norm,
     }
 
@@ -118,19 +134,12 @@ def normalized_prediction(
     points_cam = rays * depth.unsqueeze(-1)
     poses = pose_from_quaternion_translation(prediction["cam_quats"], prediction["cam_trans"])
     points = transform_points(poses, points_cam)
-    batch_size = depth.shape[0]
-    norm = average_point_norm(points.reshape(batch_size, -1, 3), valid.reshape(batch_size, -1))
-    norm = norm.clamp_min(EPS)
     return {
-        "pts3d": points / norm[:, None, None, None, None],
-        "pts3d_cam": points_cam / norm[:, None, None, None, None],
-        "depth_along_ray": depth / norm[:, None, None, None],
-        "cam_trans": prediction["cam_trans"] / norm[:, None, None],
+        **_normalized_geometry(points, points_cam, depth, prediction["cam_trans"], valid),
         "cam_quats": prediction["cam_quats"],
         "ray_directions": rays,
         "conf": prediction["conf"],
         "metric_scaling_factor": prediction["metric_scaling_factor"],
-        "norm_factor": norm,
     }
 
 
