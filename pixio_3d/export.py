@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pixio_core.software_gl import load_triton_first
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -476,10 +476,7 @@ def _splat(points, rgb, cam2world, intrinsics, width, height, point_size, backgr
 
 def _render_open3d(points, rgb, cam2world, intrinsics, width, height, point_size, background):
     """Open3D's Filament renderer (needs Vulkan: lavapipe on CPU-only machines)."""
-    # Mesa's llvmpipe/lavapipe and triton both bring an LLVM; load triton before the first
-    # software GL/Vulkan context exists, or a later `import triton` crashes the process.
-    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
-        importlib.import_module("triton")
+    load_triton_first()  # before the first software Vulkan context (see pixio_core.software_gl)
     import open3d as o3d
 
     rendering = o3d.visualization.rendering

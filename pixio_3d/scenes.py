@@ -38,6 +38,8 @@ import mujoco
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pixio_core.software_gl import load_triton_first
+
 TEXTURE_MODES = ("photo", "builtin", "flat")
 SHAPES = ("box", "sphere", "cylinder", "capsule", "ellipsoid", "table", "tower")
 # <statistic extent> fixes the clip planes: znear = 0.01 * 6 m = 6 cm, zfar = 50 * 6 m = 300 m.
@@ -530,15 +532,6 @@ def build_scene(seed: int, num_views: int = 8, config: SceneConfig | None = None
 
 
 # ---------------------------------------------------------------------------------- rendering
-def _import_triton_first() -> None:
-    """triton bundles its own LLVM; importing it after Mesa's llvmpipe made a GL context
-    segfaults (torch imports triton lazily), so load it before the first context exists."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pass
-
-
 def render_scene(
     spec: SceneSpec, height: int, width: int, *, shadows: bool = False, antialias: bool = False
 ) -> RenderedViews:
@@ -561,7 +554,7 @@ def render_scene(
     rgb = np.empty((num_views, height, width, 3), np.uint8)
     depth = np.empty((num_views, height, width), np.float32)
     object_ids = np.empty((num_views, height, width), np.int32)
-    _import_triton_first()
+    load_triton_first()
     renderer = mujoco.Renderer(model, height, width)
     try:
         flags = renderer.scene.flags
