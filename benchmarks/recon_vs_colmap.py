@@ -227,12 +227,9 @@ def run_model(
 
 # --------------------------------------------------------------------------------------- data
 def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must look like 256x192 (WxH), got {text!r}"
-        ) from None
+    from pixio_3d.cli_scenes import parse_size
+
+    width, height = parse_size(text)
     if width < 16 or height < 16 or width % 16 or height % 16:
         raise argparse.ArgumentTypeError(f"size sides must be multiples of 16, got {text!r}")
     return width, height

@@ -11,7 +11,7 @@ import argparse
 import os
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     """``"WxH"`` -> ``(width, height)``."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", help="output folder (scene_XXXX folders are written into it)")
     parser.add_argument("--num-scenes", type=int, default=10)
     parser.add_argument("--views", type=int, default=8, help="cameras per scene")
-    parser.add_argument("--size", type=_size, default=(256, 192), help="image size WxH")
+    parser.add_argument("--size", type=parse_size, default=(256, 192), help="image size WxH")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--texture", choices=("photo", "builtin", "flat"), default="photo")
     parser.add_argument("--texture-size", type=int, default=256, help="object texture pixels")
