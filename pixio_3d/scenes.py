@@ -4,7 +4,8 @@ A scene is a room (floor, four walls, sometimes a ceiling) holding a handful of 
 spheres, cylinders, capsules, ellipsoids and two compositions (``table``: a top on four legs;
 ``tower``: two or three stacked primitives). Some simple objects float at a random orientation.
 Textures are procedural and photo-like (multi-octave value noise in a random palette, random
-strokes, grain) or, for a low-texture split, MuJoCo builtins or flat colors. One to three lights
+strokes, grain) or, for a low-texture split, MuJoCo builtins or flat colors; the floor and each
+wall get their own texture, one tile covering 2-4 m. One to three lights
 with random tints; the camera headlight gives ambient light only, so appearance does not depend
 on the viewpoint. Cameras sit on a ring (or an arc) inside the room at random radius and height
 and look at the object cluster, so neighbouring views overlap.
@@ -46,6 +47,7 @@ SHAPES = ("box", "sphere", "cylinder", "capsule", "ellipsoid", "table", "tower")
 EXTENT = 6.0
 ZNEAR, ZFAR = 0.01, 50.0
 OBJECT_DISC_RADIUS = 1.5  # objects stand inside this disc; cameras stay outside it
+ROOM_SURFACES = ("floor", "wall_px", "wall_nx", "wall_py", "wall_ny")
 MATERIAL = 'specular="0.1" shininess="0.2" reflectance="0"'
 
 
@@ -183,7 +185,7 @@ def _fmt(values: Any) -> str:
 
 def _room_material(rng, name: str, config: SceneConfig, assets: dict[str, bytes]) -> str:
     """MJCF for a room material (2D texture repeating per metre)."""
-    repeat = 1.0 / rng.uniform(1.0, 3.0)  # one texture tile covers 1-3 m
+    repeat = 1.0 / rng.uniform(2.0, 4.0)  # one texture tile covers 2-4 m
     if config.texture_mode == "photo":
         assets[f"{name}.png"] = _png_bytes(photo_texture(rng, 2 * config.texture_size))
         texture = f'<texture name="{name}" type="2d" file="{name}.png"/>'
@@ -414,7 +416,7 @@ def _room_geoms(half_size, wall_height: float, ceiling: bool) -> list[str]:
         geoms.append(
             f'<geom name="{name}" type="plane" pos="{_fmt([*center, wall_height / 2])}" '
             f'xyaxes="{_fmt(x_axis)} 0 0 1" size="{half_length:.6g} {wall_height / 2:.6g} 0.1" '
-            'material="wall"/>'
+            f'material="{name}"/>'
         )
     if ceiling:
         geoms.append(
@@ -486,14 +488,16 @@ def build_scene(seed: int, num_views: int = 8, config: SceneConfig | None = None
     objects = _sample_objects(shape_rng, config)
     cameras = _sample_cameras(shape_rng, config, num_views, half_size)
     assets: dict[str, bytes] = {}
-    asset_xml = [_room_material(look_rng, name, config, assets) for name in ("floor", "wall")]
+    # every wall has its own material: a texture shared by all walls repeats around the room and
+    # makes views of different walls look alike (it folded COLMAP's models)
+    asset_xml = [_room_material(look_rng, name, config, assets) for name in ROOM_SURFACES]
     if ceiling:
         asset_xml.append(_room_material(look_rng, "ceiling", config, assets))
     pool = 0 if config.texture_mode == "flat" else min(4, max(1, len(objects)))
     asset_xml += _object_textures(look_rng, config, pool, assets)
     material_xml, body_xml = _object_xml(look_rng, objects, pool)
     lights = _sample_lights(look_rng, half_size, wall_height)
-    ambient = look_rng.uniform(0.3, 0.5)
+    ambient = look_rng.uniform(0.5, 0.8)  # 0.3-0.5 gave dark renders (mean pixel ~50/255)
     xml = "\n".join(
         [
             f'<mujoco model="pixio_scene_{seed}">',
