@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="known focal length in pixels of the original photos (principal point centred)",
     )
+    parser.add_argument(
+        "--original-depth",
+        action="store_true",
+        help="also write depth_original/: depth maps at each original photo's resolution",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             long_side=args.long_side,
             min_side=args.min_side,
             focal_px=args.focal_px,
+            original_depth=args.original_depth,
             checkpoint=str(checkpoint),
             progress=not args.no_progress,
         )

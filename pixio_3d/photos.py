@@ -68,6 +68,22 @@ class PhotoTransform:
         """Intrinsics ``(3, 3)`` of the upright original photo -> intrinsics of the working view."""
         return self.matrix() @ np.asarray(intrinsics, dtype=np.float64)
 
+    def map_to_original(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """A per-pixel map ``(H, W, ...)`` of the working view resampled onto the upright original
+        photo's pixel grid ``(height, width, ...)``: each original pixel centre takes the working
+        pixel it falls in (nearest, so no depth is invented across edges); pixels outside the
+        working crop get ``fill``."""
+        values = np.asarray(values)
+        width, height = self.original_size
+        cols = np.floor(self.scale * (np.arange(width) + 0.5 - self.left)).astype(np.int64)
+        rows = np.floor(self.scale * (np.arange(height) + 0.5 - self.top)).astype(np.int64)
+        inside_cols = (cols >= 0) & (cols < values.shape[1])
+        inside_rows = (rows >= 0) & (rows < values.shape[0])
+        out = np.full((height, width, *values.shape[2:]), fill, dtype=values.dtype)
+        picked = values[rows[inside_rows]][:, cols[inside_cols]]
+        out[np.ix_(inside_rows, inside_cols)] = picked
+        return out
+
 
 class LoadedPhotos(NamedTuple):
     """``images (V, 3, H, W)`` float32 in [0, 1]; ``paths`` of the V photos used, in order;

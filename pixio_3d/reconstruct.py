@@ -10,11 +10,17 @@ of them at once and writes, into ``out_dir``::
                                COLMAP model at the working resolution (PINHOLE cameras, poses,
                                the filtered points with tracks), so ``images/`` + ``sparse/0``
                                is the layout gsplat / nerfstudio / COLMAP expect
+    transforms.json            the same cameras for nerfstudio (``ns-train splatfacto --data
+                               OUT_DIR``): OpenGL camera axes, ``ply_file_path`` = points.ply
     points.ply                 coloured points: confidence filter, voxel grid, outlier removal
     scene.glb                  the same points and one wire frustum per camera (glTF, y up)
     depth/<stem>.png, .npy     z-depth in metres (colour map, float32 ``(H, W)``)
     confidence/<stem>.png, .npy
                                the model's confidence (grey scale, float32 ``(H, W)``, >= 1)
+    depth_original/<stem>.png, .npy
+                               with ``original_depth=True`` (``--original-depth``): the depth
+                               on each upright original photo's pixel grid (nearest working
+                               pixel; 0 outside the working crop)
     preview.png                a render of the point cloud
     summary.json               inputs, skipped files, cameras, counts, timings, what was written
 
@@ -59,14 +65,16 @@ logger = logging.getLogger(__name__)
 OUTPUT_ENTRIES = (
     "images",
     "sparse",
+    "transforms.json",
     "points.ply",
     "scene.glb",
     "depth",
     "confidence",
+    "depth_original",
     "preview.png",
     "summary.json",  # written last: a folder with it holds a complete reconstruction
 )
-STAGES = ("load photos", "model", "maps", "point cloud", "glb", "colmap", "preview")
+STAGES = ("load photos", "model", "maps", "point cloud", "glb", "colmap", "nerfstudio", "preview")
 
 
 def predict_views(
@@ -233,6 +241,7 @@ def reconstruct_photos(
     long_side: int = 512,
     min_side: int = 32,
     focal_px: float | None = None,
+    original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
     checkpoint: str | None = None,
@@ -257,6 +266,8 @@ def reconstruct_photos(
         focal_px: known focal length in pixels of the original photos (principal point at each
             photo's centre); it conditions the model and fixes the cameras. Without it the
             intrinsics are fitted to the predicted rays.
+        original_depth: also write ``depth_original/``: each depth map resampled onto its
+            original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
         checkpoint: recorded in ``summary.json``.
 
@@ -311,6 +322,13 @@ def reconstruct_photos(
         with _staging_folder(out_dir) as staging:
             with timed("maps"):
                 _write_maps(staging, stems, colors, prediction)
+                if original_depth:
+                    (staging / "depth_original").mkdir()
+                    for view, stem in enumerate(stems):
+                        export.save_depth_map(
+                            staging / "depth_original" / f"{stem}.png",
+                            photos.transforms[view].map_to_original(prediction["depth_z"][view]),
+                        )
             with timed("point cloud"):
                 cloud_points, cloud_colors, cloud_info = _write_point_cloud(
                     staging / "points.ply",
@@ -352,6 +370,15 @@ def reconstruct_photos(
                     colors=cloud_colors,
                     observations=observations,
                 )
+            with timed("nerfstudio"):
+                export.write_nerfstudio_transforms(
+                    staging / "transforms.json",
+                    poses,
+                    intrinsics,
+                    [f"images/{stem}.png" for stem in stems],
+                    (height, width),
+                    ply_file_path="points.ply",
+                )
             with timed("preview"):
                 export.render_point_cloud_preview(
                     staging / "preview.png",
@@ -361,6 +388,12 @@ def reconstruct_photos(
                     height=preview_size[1],
                 )
             summary = _summary(photo_dir, out_dir, photos, stems, prediction, focal_px)
+            summary["outputs"] = [name for name in OUTPUT_ENTRIES if (staging / name).exists()] + [
+                "summary.json"
+            ]
+            if original_depth:
+                for entry, stem in zip(summary["photos"], stems, strict=True):
+                    entry["depth_original"] = f"depth_original/{stem}.npy"
             summary["checkpoint"] = checkpoint
             summary["point_cloud"] = cloud_info
             summary["colmap"] = {
@@ -494,5 +527,4 @@ def _summary(
         "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
         "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
         "photos": per_photo,
-        "outputs": list(OUTPUT_ENTRIES),
     }

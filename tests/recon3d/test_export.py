@@ -1,6 +1,8 @@
 """pixio_3d.export: every writer's output is read back by the real library (open3d, trimesh,
 pycolmap, PIL)."""
 
+import json
+
 import numpy as np
 import open3d as o3d
 import pycolmap
@@ -249,3 +251,50 @@ def test_preview_open3d_backend(tmp_path):
     assert image.shape == (48, 64, 3)
     assert Image.open(tmp_path / "o3d.png").size == (64, 48)
     assert (image != 255).any(axis=-1).mean() > 0.05  # the cube covers part of the view
+
+
+def _project_opengl(transform_matrix, fl_x, fl_y, cx, cy, points):
+    """Pixels of world points as nerfstudio's OpenGL cameras see them (x right, y up, -z ahead)."""
+    local = (np.linalg.inv(transform_matrix) @ np.c_[points, np.ones(len(points))].T).T
+    ahead = -local[:, 2]
+    return np.stack([cx + fl_x * local[:, 0] / ahead, cy - fl_y * local[:, 1] / ahead], -1), ahead
+
+
+def test_nerfstudio_transforms_project_like_the_opencv_cameras(tmp_path):
+    poses, intrinsics = _cameras(3)
+    points = poses[0, :3, 3] + poses[0, :3, :3] @ np.array([0.1, -0.2, 3.0])  # before camera 0
+    path = export.write_nerfstudio_transforms(
+        tmp_path / "transforms.json", poses, intrinsics, ["images/a.png", "images/b.png",
+        "images/c.png"], (HEIGHT, WIDTH), ply_file_path="points.ply",
+    )  # fmt: skip
+    meta = json.loads(path.read_text())
+    assert (meta["w"], meta["h"], meta["camera_model"]) == (WIDTH, HEIGHT, "OPENCV")
+    assert meta["ply_file_path"] == "points.ply"
+    assert [f["file_path"] for f in meta["frames"]] == [
+        "images/a.png",
+        "images/b.png",
+        "images/c.png",
+    ]
+    assert np.allclose(meta["applied_transform"], np.eye(4)[:3])
+    for pose, frame in zip(poses, meta["frames"], strict=True):
+        world = points[None]
+        expected = intrinsics @ (np.linalg.inv(pose) @ np.r_[points, 1.0])[:3]
+        pixels, ahead = _project_opengl(
+            np.array(frame["transform_matrix"]), meta["fl_x"], meta["fl_y"], meta["cx"],
+            meta["cy"], world,
+        )  # fmt: skip
+        assert np.allclose(ahead[0], expected[2])  # same depth, now along -z
+        assert np.allclose(pixels[0], expected[:2] / expected[2])
+        assert np.allclose(np.array(frame["transform_matrix"])[:3, 3], pose[:3, 3])
+
+    # per-view intrinsics go into the frames; existing files need overwrite; bad input is named
+    varied = np.stack([intrinsics, intrinsics * [[2], [2], [1]], intrinsics])
+    export.write_nerfstudio_transforms(
+        path, poses, varied, ["a", "b", "c"], (HEIGHT, WIDTH), overwrite=True
+    )
+    meta = json.loads(path.read_text())
+    assert "fl_x" not in meta and [f["fl_x"] for f in meta["frames"]] == [50.0, 100.0, 50.0]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export.write_nerfstudio_transforms(path, poses, intrinsics, ["a", "b", "c"], (4, 4))
+    with pytest.raises(ValueError, match="3 image paths"):
+        export.write_nerfstudio_transforms(tmp_path / "x.json", poses, intrinsics, ["a"], (4, 4))

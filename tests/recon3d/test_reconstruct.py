@@ -88,7 +88,13 @@ def result(tmp_path_factory, renders, model):
     root = tmp_path_factory.mktemp("recon")
     photos = _write_photos(root / "photos", renders)
     summary = reconstruct_photos(
-        photos, root / "out", model, focal_px=FOCAL, max_observations_per_image=500, **FAST
+        photos,
+        root / "out",
+        model,
+        focal_px=FOCAL,
+        max_observations_per_image=500,
+        original_depth=True,
+        **FAST,
     )
     return photos, root / "out", summary
 
@@ -114,7 +120,14 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
     reconstruction = pycolmap.Reconstruction(out / "sparse" / "0")
     assert reconstruction.num_reg_images() == 4 and reconstruction.num_points3D() == written
     names = ["view0_jpg.png", "view0_png.png", "view1_phone.png", "view2_big.png"]
+    transforms = json.loads((out / "transforms.json").read_text())
+    assert transforms["ply_file_path"] == "points.ply" and (out / "points.ply").is_file()
+    assert (transforms["w"], transforms["h"]) == (WIDTH, HEIGHT)
     for view, name in enumerate(names):
+        frame = transforms["frames"][view]
+        assert frame["file_path"] == f"images/{name}"
+        opencv = np.array(frame["transform_matrix"]) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        np.testing.assert_allclose(opencv, expected["camera_poses"][view], atol=1e-5)
         image = reconstruction.find_image_with_name(name)
         assert (out / "images" / name).is_file()
         assert Image.open(out / "images" / name).size == (WIDTH, HEIGHT)
@@ -141,6 +154,42 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
         assert Image.open(out / "confidence" / f"{stem}.png").size == (WIDTH, HEIGHT)
     assert summary["colmap"]["observations"] > 0
     assert Image.open(out / "preview.png").size == (80, 60)
+    assert summary["outputs"] == [p.name for p in sorted(out.iterdir(), key=_entry_order)]
+
+
+def _entry_order(path):
+    from pixio_3d.reconstruct import OUTPUT_ENTRIES
+
+    return OUTPUT_ENTRIES.index(path.name)
+
+
+def test_depth_maps_at_the_original_photo_resolution(result):
+    _, out, summary = result
+    by_name = {p["path"].rsplit("/", 1)[1]: p for p in summary["photos"]}
+    for name, factor in [("view0.jpg", 1), ("view1_phone.jpg", 1), ("view2_big.jpg", 2)]:
+        entry = by_name[name]
+        working = np.load(out / entry["depth"])
+        original = np.load(out / entry["depth_original"])
+        assert (
+            original.shape
+            == (HEIGHT * factor, WIDTH * factor)
+            == tuple(entry["original_size"][::-1])
+        )
+        # same aspect ratio, no crop: every original pixel takes the working pixel it lies in
+        np.testing.assert_array_equal(original, working.repeat(factor, 0).repeat(factor, 1))
+        assert (out / entry["depth_original"]).with_suffix(".png").is_file()
+
+
+def test_map_to_original_undoes_a_crop():
+    from pixio_3d.photos import PhotoTransform
+
+    # a 10x4 photo, cropped to its middle 8 columns at scale 1
+    mapped = PhotoTransform((10, 4), 1.0, 1.0, 0.0).map_to_original(
+        np.arange(32.0).reshape(4, 8), fill=-1.0
+    )
+    assert mapped.shape == (4, 10)
+    assert (mapped[:, 0] == -1).all() and (mapped[:, -1] == -1).all()
+    np.testing.assert_array_equal(mapped[:, 1:-1], np.arange(32.0).reshape(4, 8))
 
 
 def test_intrinsics_map_back_to_the_original_photos(result):
