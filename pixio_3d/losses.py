@@ -65,9 +65,19 @@ def robust_regression(squared_error: torch.Tensor, alpha: float, scale: float) -
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is true (0 if nothing is valid)."""
+    """Mean over the samples (dim 0) of each sample's mean of ``values`` where ``mask`` is true;
+    samples without a valid pixel are left out (0 if no sample has one).
+
+    Every scene weighs the same whatever its count of valid pixels, so the loss of a batch is the
+    mean of its samples' losses, and DDP's average over equal per-rank batches gives exactly the
+    one-process loss and gradient.
+    """
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    total = (values * mask).flatten(1).sum(1)
+    count = mask.flatten(1).sum(1)
+    has_pixels = count > 0
+    per_sample = total / count.clamp_min(1.0)
+    return (per_sample * has_pixels).sum() / has_pixels.sum().clamp_min(1)
 
 
 # ------------------------------------------------------------------ targets and normalization

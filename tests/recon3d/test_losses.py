@@ -255,3 +255,19 @@ def test_bad_inputs():
         ReconstructionLossConfig(pointmap_weight=-1.0)
     with pytest.raises(ValueError, match="robust_alpha"):
         ReconstructionLossConfig(robust_alpha=2.0)
+
+
+def test_batch_loss_is_the_mean_of_its_scenes_losses():
+    """Each scene weighs the same whatever its valid-pixel count, so splitting a batch over DDP
+    ranks (equal halves) and averaging gives exactly the one-process loss."""
+    scenes = [plane_scene(plane_z=3.0), plane_scene(plane_z=4.5)]
+    scenes[1]["valid"][..., :6, :] = False  # far fewer valid pixels in the second scene
+    batch = {key: torch.cat([s[key] for s in scenes]) for key in scenes[0]}
+    predictions = [prediction_from_truth(s, noise=0.2, seed=k) for k, s in enumerate(scenes)]
+    joint = {key: torch.cat([p[key] for p in predictions]) for key in predictions[0]}
+    loss = ReconstructionLoss()
+    total, terms = loss(joint, batch)
+    parts = [loss(p, s) for p, s in zip(predictions, scenes, strict=True)]
+    torch.testing.assert_close(total, (parts[0][0] + parts[1][0]) / 2)
+    for name in ("pointmap", "depth"):
+        torch.testing.assert_close(terms[name], (parts[0][1][name] + parts[1][1][name]) / 2)
