@@ -7,11 +7,14 @@ Pipeline for ``V`` views of ``B`` scenes:
    projected to ``width``.
 2. Known intrinsics (optional) are turned into per-pixel ray directions, pixel-unshuffled to the
    patch grid, embedded by an MLP and added to the patch tokens; a LayerNorm follows either way.
+   A fixed 2D sin-cos embedding of each token's (row, column) is then added
+   (``position_embedding="sincos"``): frozen patch tokens need not say where they are (those of
+   ``pixio-demo``'s encoder give row and column a linear-probe R^2 of about 0), and relative pose
+   needs to know where matching content lies in each view. It is the same for every view.
 3. A learnable reference-view embedding is added to the tokens of view 0, and one learnable scale
    token per scene is appended to the global sequence.
 4. ``depth`` pairs of blocks alternate frame attention (the tokens of one view) and global
-   attention (the tokens of all views + the scale token). No position embedding is added: the
-   encoder's patch tokens already carry position, and nothing distinguishes views 1..V-1, so
+   attention (the tokens of all views + the scale token). Nothing distinguishes views 1..V-1, so
    their outputs are equivariant to their order (only view 0 is special).
 5. Heads: a DPT head per view on [encoder tokens, two intermediate outputs, final output] gives
    ray directions (unit), depth along ray (``exp``) and confidence (``1 + exp``); a pose head
@@ -33,7 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp
+from timm.layers import Mlp, build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -46,6 +49,7 @@ from pixio_3d.geometry import (
 from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
+POSITION_EMBEDDINGS = ("sincos", "none")
 
 
 @dataclass
@@ -67,8 +71,14 @@ class ReconstructionConfig:
     dpt_out_channels: tuple[int, int, int, int] = (256, 512, 1024, 1024)
     pose_hidden_dim: int = 256
     frames_chunk_size: int = 8
+    position_embedding: str = "sincos"  # sincos | none (checkpoints from before it: none)
 
     def __post_init__(self) -> None:
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
+                f"got {self.position_embedding!r}"
+            )
         self.encoder_layers = tuple(self.encoder_layers)
         self.dpt_out_channels = tuple(self.dpt_out_channels)  # type: ignore[assignment]
         if not self.encoder_layers or not all(isinstance(i, int) for i in self.encoder_layers):
@@ -234,6 +244,10 @@ class ReconstructionModel(nn.Module):
         if intrinsics is not None:
             patches = patches + self._ray_tokens(intrinsics, batch, views, (height, width))
         tokens = self.input_norm(patches)
+        if self.config.position_embedding == "sincos":
+            tokens = tokens + build_sincos2d_pos_embed(
+                list(grid), tokens.shape[-1], device=tokens.device, dtype=tokens.dtype
+            )
         if self.class_proj is not None:
             tokens = torch.cat([self.class_proj(encoder_classes), tokens], dim=1)
         n_prefix = tokens.shape[1] - grid[0] * grid[1]

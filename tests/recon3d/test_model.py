@@ -161,6 +161,40 @@ def test_bad_inputs(model):
         ReconstructionConfig(encoder_layers=())
 
 
+def test_the_trunk_knows_where_tokens_are():
+    """With an encoder whose tokens carry no position (pos_embed zeroed), swapping two patches in
+    every view just swaps their tokens: without the trunk's position embedding the trunk's
+    output tokens swap too (it cannot tell where content is, so no relative pose), with it they
+    do not."""
+    encoder = frozen_encoder()
+    encoder.pos_embed.data.zero_()
+    x = images(1, 2)  # 48 x 64: a 3 x 4 patch grid; swap patch 0 (top left) and 11 (bottom right)
+    moved = x.clone()
+    moved[..., :16, :16], moved[..., -16:, -16:] = x[..., -16:, -16:], x[..., :16, :16]
+    order = torch.arange(12)
+    order[[0, 11]] = order[[11, 0]]
+    for kind, equivariant in (("none", True), ("sincos", False)):
+        torch.manual_seed(0)
+        model = ReconstructionModel(encoder, ReconstructionConfig(position_embedding=kind, **TINY))
+        maps = []  # the pose head's input: the trunk's final patch tokens as (V, C, 3, 4) maps
+        model.pose_head.register_forward_pre_hook(lambda _, args, maps=maps: maps.append(args[0]))
+        with torch.no_grad():
+            model.eval()(x)
+            model(moved)
+        before, after = (m.flatten(2) for m in maps)
+        assert torch.allclose(after[..., order], before, atol=1e-5) == equivariant, kind
+    with pytest.raises(ValueError, match="position_embedding"):
+        ReconstructionConfig(position_embedding="rope")
+
+
+def test_checkpoint_configs_from_before_the_position_embedding_load_without_it():
+    from pixio_3d.checkpoint import build_model
+
+    old = {key: value for key, value in ReconstructionConfig(**TINY).to_dict().items()}
+    del old["position_embedding"]
+    assert build_model("reconstruction", frozen_encoder(), old).config.position_embedding == "none"
+
+
 def test_several_encoder_blocks_and_no_class_tokens():
     config = ReconstructionConfig(encoder_layers=(1, -1), use_class_tokens=False, **TINY)
     model = ReconstructionModel(frozen_encoder(), config)
