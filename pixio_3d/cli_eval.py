@@ -16,6 +16,8 @@ import argparse
 import os
 from pathlib import Path
 
+from pixio_3d.data import VIEW_SELECTIONS
+
 DEFAULT_VIEWS = "2,4,8,16"
 
 
@@ -42,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-views-per-scene", type=int, default=None, help="depth/segmentation: views used"
+    )
+    parser.add_argument(
+        "--view-selection",
+        choices=VIEW_SELECTIONS,
+        default="overlap",
+        help="reconstruction: overlap (wide baselines) | sequential (a walk in view order)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     return parser
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         samples_per_scene=args.samples_per_scene,
         seed=args.seed,
         give_intrinsics=args.intrinsics,
+        view_selection=args.view_selection,
         max_views_per_scene=args.max_views_per_scene,
     )
     meta = {
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         "encoder": config["encoder"]["source"],
         "scenes": args.scenes,
         "seed": args.seed,
+        "view_selection": args.view_selection,
     }
     _, md_path = write_eval(rows, args.out, meta)
     print(markdown_table(rows))

@@ -52,7 +52,7 @@ CONVENTIONS = {
 }
 RGB_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEPTH_PNG_UNITS_PER_METRE = 1000.0
-VIEW_SELECTIONS = ("overlap", "random")
+VIEW_SELECTIONS = ("overlap", "sequential", "random")
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,9 @@ class MultiViewDataset(torch.utils.data.Dataset):
 
     ``view_selection="overlap"`` draws a reference view, then each next view among those that
     see at least ``min_overlap`` of an already chosen view (symmetric covisibility; the best
-    overlapping view if none does); ``"random"`` draws views uniformly. Draws come from
+    overlapping view if none does); ``"sequential"`` takes a run of views in the scene's order
+    (a walk around it: the generator's ring order, or your capture order) with a random stride of
+    1 to ``max_stride`` and a random direction; ``"random"`` draws views uniformly. Draws come from
     ``(seed, epoch, index)``: the same item is the same sample until :meth:`set_epoch`.
     All scenes must share one image size to be batched by the default collate.
     """
@@ -343,6 +345,7 @@ class MultiViewDataset(torch.utils.data.Dataset):
         *,
         view_selection: str = "overlap",
         min_overlap: float = 0.1,
+        max_stride: int = 2,
         samples_per_scene: int = 1,
         seed: int = 0,
     ) -> None:
@@ -350,8 +353,8 @@ class MultiViewDataset(torch.utils.data.Dataset):
             raise ValueError(
                 f"view_selection must be one of {VIEW_SELECTIONS}, got {view_selection!r}"
             )
-        if num_views < 1 or samples_per_scene < 1:
-            raise ValueError("num_views and samples_per_scene must be >= 1")
+        if num_views < 1 or samples_per_scene < 1 or max_stride < 1:
+            raise ValueError("num_views, samples_per_scene and max_stride must be >= 1")
         self.scenes = [read_cameras(d) for d in find_scenes(root)]
         for scene in self.scenes:
             if scene.num_views < num_views:
@@ -359,6 +362,7 @@ class MultiViewDataset(torch.utils.data.Dataset):
         self.num_views = num_views
         self.view_selection = view_selection
         self.min_overlap = min_overlap
+        self.max_stride = max_stride
         self.samples_per_scene = samples_per_scene
         self.seed = seed
         self.epoch = 0
@@ -387,6 +391,12 @@ class MultiViewDataset(torch.utils.data.Dataset):
         scene_index = index // self.samples_per_scene
         total = self.scenes[scene_index].num_views
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.view_selection == "sequential":
+            longest = (total - 1) // max(self.num_views - 1, 1)  # the largest stride that fits
+            stride = int(rng.integers(1, max(1, min(self.max_stride, longest)) + 1))
+            span = stride * (self.num_views - 1)
+            run = int(rng.integers(total - span)) + stride * np.arange(self.num_views)
+            return run[::-1].copy() if rng.random() < 0.5 else run
         chosen = [int(rng.integers(total))]
         if self.view_selection == "random":
             others = np.delete(np.arange(total), chosen[0])

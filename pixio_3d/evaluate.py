@@ -183,18 +183,27 @@ def evaluate_reconstruction(
     samples_per_scene: int = 1,
     seed: int = 0,
     give_intrinsics: bool = False,
+    view_selection: str = "overlap",
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """One row per view count: ``{"task", "views", "num_samples", "inputs", <metrics>}``.
+    """One row per view count: ``{"task", "views", "num_samples", "inputs", "view_selection",
+    <metrics>}``.
 
-    Samples are :class:`MultiViewDataset` draws (``view_selection="overlap"``, ``seed``) of every
-    scene; the model sees images only unless ``give_intrinsics``.
+    Samples are :class:`MultiViewDataset` draws (``view_selection``: ``overlap`` = views anywhere
+    that see each other, wide baselines; ``sequential`` = a walk in the scenes' view order;
+    ``seed``) of every scene; the model sees images only unless ``give_intrinsics``.
     """
     model.eval()
     rows = []
     for views in usable_view_counts(scenes, tuple(view_counts)):
-        dataset = MultiViewDataset(scenes, views, samples_per_scene=samples_per_scene, seed=seed)
+        dataset = MultiViewDataset(
+            scenes,
+            views,
+            view_selection=view_selection,
+            samples_per_scene=samples_per_scene,
+            seed=seed,
+        )
         values = []
         for index in tqdm(range(len(dataset)), desc=f"eval {views} views", disable=not progress):
             sample = dataset[index]
@@ -209,6 +218,7 @@ def evaluate_reconstruction(
                 "views": views,
                 "num_samples": len(values),
                 "inputs": "images + intrinsics" if give_intrinsics else "images",
+                "view_selection": view_selection,
                 **_mean_rows(values),
             }
         )
@@ -339,13 +349,13 @@ def evaluate_model(
 ) -> list[dict[str, Any]]:
     """Dispatch on ``config["task"]`` (a :func:`pixio_3d.checkpoint.load_model` config).
 
-    ``options``: ``device``, and ``samples_per_scene``/``seed``/``give_intrinsics``/``progress``
-    (reconstruction) or ``max_views_per_scene`` (depth, segmentation).
+    ``options``: ``device``, and ``samples_per_scene``/``seed``/``give_intrinsics``/
+    ``view_selection``/``progress`` (reconstruction) or ``max_views_per_scene`` (depth, segmentation).
     """
     task = config["task"]
     device = options.get("device", "cpu")
     if task == "reconstruction":
-        keys = ("samples_per_scene", "seed", "give_intrinsics", "progress")
+        keys = ("samples_per_scene", "seed", "give_intrinsics", "view_selection", "progress")
         kwargs = {k: options[k] for k in keys if k in options}
         return evaluate_reconstruction(model, scenes, view_counts, device=device, **kwargs)
     dense = {"max_views_per_scene": options.get("max_views_per_scene"), "device": device}
@@ -373,7 +383,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append("| views | samples | inputs | " + " | ".join(h for _, h in columns) + " |")
         lines.append("|" + "---|" * (3 + len(columns)))
         for row in (r for r in rows if r["task"] == task):
-            cells = [str(row["views"]), str(row["num_samples"]), row["inputs"]]
+            inputs = row["inputs"]
+            if "view_selection" in row:
+                inputs += f", {row['view_selection']} views"
+            cells = [str(row["views"]), str(row["num_samples"]), inputs]
             cells += [_cell(row.get(key)) for key, _ in columns]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

@@ -268,6 +268,24 @@ def test_multiview_dataset_samples(dataset_root):
         MultiViewDataset(dataset_root, 6)
 
 
+def test_sequential_views_walk_the_scene_in_order(dataset_root):
+    """Runs of consecutive views (stride 1..max_stride, either direction), inside the scene."""
+    strides, directions = set(), set()
+    for seed in range(30):
+        dataset = MultiViewDataset(dataset_root, 3, view_selection="sequential", seed=seed)
+        chosen = dataset.select_views(0)
+        steps = set(np.diff(chosen).tolist())
+        assert len(steps) == 1 and chosen.min() >= 0 and chosen.max() < 5
+        strides.add(abs(steps.pop()))
+        directions.add(bool(chosen[1] > chosen[0]))
+    assert strides == {1, 2} and directions == {True, False}
+    # 5 views in a 5-view scene: the only run is all of them, in one order or the other
+    full = MultiViewDataset(dataset_root, 5, view_selection="sequential").select_views(0)
+    assert full.tolist() in (list(range(5)), list(range(4, -1, -1)))
+    with pytest.raises(ValueError, match="max_stride"):
+        MultiViewDataset(dataset_root, 3, view_selection="sequential", max_stride=0)
+
+
 def test_user_scene_with_png_depth_and_without_ids(scene, tmp_path):
     """A hand-made scene: JPEG-free layout, 16-bit millimetre depth, no ids, no covisibility."""
     _, views = scene

@@ -168,9 +168,13 @@ def test_eval_cli_writes_every_metric(assets, tmp_path):
     out = tmp_path / "eval"
     # 8 views are skipped: the scenes have 6
     scenes = str(assets / "scenes")
-    eval_main([str(run / "checkpoints"), "--scenes", scenes, "--views", "2,4,8", "--out", str(out)])
+    eval_main(
+        [str(run / "checkpoints"), "--scenes", scenes, "--views", "2,4,8", "--out", str(out)]
+        + ["--view-selection", "sequential"]
+    )
     result = json.loads((out / "results.json").read_text())
     assert [r["views"] for r in result["rows"]] == [2, 4]
+    assert {r["view_selection"] for r in result["rows"]} == {"sequential"}
     for row in result["rows"]:
         assert row["num_samples"] == 3 and set(RECONSTRUCTION_KEYS) <= set(row)
         assert 0 <= row["pose_auc_5"] <= row["pose_auc_30"] <= 1
@@ -178,7 +182,9 @@ def test_eval_cli_writes_every_metric(assets, tmp_path):
     assert result["rows"][0]["pose_ate_rmse"] is None
     assert result["rows"][1]["pose_ate_rmse"] >= 0
     table = (out / "results.md").read_text()
-    assert "| 2 | 3 | images |" in table and "AUC@5" in table and "Chamfer" in table
+    assert (
+        "| 2 | 3 | images, sequential views |" in table and "AUC@5" in table and "Chamfer" in table
+    )
 
 
 def test_eval_cli_rejects_missing_inputs(assets, tmp_path):
