@@ -47,8 +47,8 @@ def build_model(task: str, encoder: PixioEncoder, model_config: dict[str, Any]) 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
     config_type, model_type = TASKS[task]
-    if task == "reconstruction" and "position_embedding" not in model_config:
-        model_config = {**model_config, "position_embedding": "none"}  # saved before it existed
+    if task == "reconstruction":  # configs saved before these options existed
+        model_config = {"position_embedding": "none", "pose_matching": False, **model_config}
     return model_type(encoder, config_type(**model_config))
 
 

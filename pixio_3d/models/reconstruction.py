@@ -20,6 +20,14 @@ Pipeline for ``V`` views of ``B`` scenes:
    ray directions (unit), depth along ray (``exp``) and confidence (``1 + exp``); a pose head
    (residual convs + average pooling + MLP) gives a quaternion and a translation per view; an MLP
    on the scale token gives the metric scale factor (``exp``).
+6. With ``pose_matching`` (the default) the pose head's input also gets, per patch, an embedding
+   of its soft match in view 0: each view's encoder tokens are projected (identity at init),
+   centred over the view and compared by cosine with view 0's; a softmax gives the expected
+   matching position, whose offset from the patch's own position (a flow field) and the match
+   peak are embedded and added. Without it, pose regression from pooled trunk tokens did not
+   learn at all here (not even a horizontal roll of one image), because frozen tokens share a
+   common component that makes all patches look alike (cosine ~0.99); with it a roll is learned
+   in ~300 steps.
 
 Poses are camera-to-world in the frame of view 0 (OpenCV cameras, quaternions scalar-first with
 w >= 0). **View 0's pose is the identity by construction**, not predicted: the scene frame is
@@ -31,6 +39,7 @@ Images are ImageNet mean/std normalized, as the encoder contract requires.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,6 +81,7 @@ class ReconstructionConfig:
     pose_hidden_dim: int = 256
     frames_chunk_size: int = 8
     position_embedding: str = "sincos"  # sincos | none (checkpoints from before it: none)
+    pose_matching: bool = True  # flow-to-view-0 features for the pose head (older: False)
 
     def __post_init__(self) -> None:
         if self.position_embedding not in POSITION_EMBEDDINGS:
@@ -171,6 +181,13 @@ class ReconstructionModel(nn.Module):
             out_channels=config.dpt_out_channels,
         )
         self.pose_head = PoseHead(width, config.pose_hidden_dim)
+        if config.pose_matching:
+            # matching starts from the encoder's own token similarity (identity projection)
+            self.match_proj = nn.Linear(token_dim, token_dim)
+            nn.init.eye_(self.match_proj.weight)
+            nn.init.zeros_(self.match_proj.bias)
+            self.match_embed = nn.Linear(3, width)
+            self.match_logit_scale = nn.Parameter(torch.tensor(math.log(20.0)))
         self.scale_head = Mlp(width, config.pose_hidden_dim, 1)
         nn.init.normal_(self.reference_embed, std=0.02)
         nn.init.normal_(self.scale_token, std=0.02)
@@ -284,7 +301,13 @@ class ReconstructionModel(nn.Module):
         )  # (N, 5, H, W)
         dense = dense.permute(0, 2, 3, 1).reshape(batch, views, height, width, 5)
 
-        quats, trans = self.pose_head(level_maps[-1])
+        pose_input = level_maps[-1]
+        if self.config.pose_matching:
+            per_view = encoder_patches.reshape(batch, views, grid[0] * grid[1], -1)
+            match = self._match_to_reference(per_view, grid)  # (B, V, h*w, 3)
+            match = self.match_embed(match).reshape(batch * views, *grid, channels)
+            pose_input = pose_input + match.permute(0, 3, 1, 2)
+        quats, trans = self.pose_head(pose_input)
         quats = quats.reshape(batch, views, 4)
         trans = trans.reshape(batch, views, 3)
         # view 0 is the scene frame: identity by construction
@@ -305,6 +328,28 @@ class ReconstructionModel(nn.Module):
             "cam_trans": trans,
             "metric_scaling_factor": torch.exp(log_scale.clamp(-MAX_LOG, MAX_LOG)),
         }
+
+    def _match_to_reference(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Soft matches of every view's encoder patch tokens ``(B, V, h*w, D)`` in view 0 (through a
+        learnable projection that starts as the identity): per token the
+        expected position of its match in view 0 minus its own position (normalized coordinates
+        in [-1, 1]) and the match probability's peak, ``(B, V, h*w, 3)``. A flow field is what
+        relative pose is read from; regressing pose from pooled tokens alone did not learn."""
+        features = self.match_proj(tokens)
+        # frozen tokens share a large common component (cosine ~0.99 between any two patches):
+        # centre each view's tokens so that the similarity sees what differs between patches
+        features = F.normalize(features - features.mean(dim=-2, keepdim=True), dim=-1)
+        scale = self.match_logit_scale.exp().clamp(max=100.0)
+        similarity = scale * features @ features[:, :1].transpose(-1, -2)  # (B, V, P, P)
+        probability = similarity.softmax(dim=-1)
+        rows, cols = torch.meshgrid(
+            torch.linspace(-1, 1, grid[0], device=tokens.device, dtype=tokens.dtype),
+            torch.linspace(-1, 1, grid[1], device=tokens.device, dtype=tokens.dtype),
+            indexing="ij",
+        )
+        coords = torch.stack([cols.flatten(), rows.flatten()], dim=-1)  # (P, 2) as (x, y)
+        flow = probability @ coords - coords
+        return torch.cat([flow, probability.amax(dim=-1, keepdim=True)], dim=-1)
 
     @torch.no_grad()
     def infer(
