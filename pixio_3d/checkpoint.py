@@ -47,8 +47,6 @@ def build_model(task: str, encoder: PixioEncoder, model_config: dict[str, Any]) 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
     config_type, model_type = TASKS[task]
-    if task == "reconstruction":  # configs saved before these options existed
-        model_config = {"position_embedding": "none", "pose_matching": False, **model_config}
     return model_type(encoder, config_type(**model_config))
 
 
@@ -124,7 +122,10 @@ def load_model(
                 f"{path} was trained on an encoder with config {reference['config']}, but "
                 f"{reference['source']} now holds {encoder.config.to_dict()}"
             )
-    model = build_model(config["task"], encoder, config["model_config"])
+    model_config = config["model_config"]
+    if config["task"] == "reconstruction":  # checkpoints saved before these options existed
+        model_config = {"position_embedding": "none", "pose_matching": False, **model_config}
+    model = build_model(config["task"], encoder, model_config)
     result = model.load_state_dict(state, strict=False)
     missing = [
         k

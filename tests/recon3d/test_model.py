@@ -194,13 +194,26 @@ def test_the_trunk_knows_where_tokens_are():
         ReconstructionConfig(position_embedding="rope")
 
 
-def test_checkpoint_configs_from_before_the_position_embedding_load_without_it():
-    from pixio_3d.checkpoint import build_model
+def test_checkpoints_from_before_the_position_embedding_load_without_it(tmp_path):
+    """A checkpoint whose config predates position_embedding / pose_matching loads as it was
+    trained (none / False); a new config without them gets the defaults (sincos / True)."""
+    import json
 
-    old = {key: value for key, value in ReconstructionConfig(**TINY).to_dict().items()}
-    del old["position_embedding"], old["pose_matching"]
-    config = build_model("reconstruction", frozen_encoder(), old).config
-    assert config.position_embedding == "none" and config.pose_matching is False
+    from pixio_3d.checkpoint import build_model, load_model, save_model
+    from pixio_core.loading import save_encoder
+
+    torch.manual_seed(0)
+    save_encoder(frozen_encoder(), tmp_path / "encoder")
+    config = ReconstructionConfig(position_embedding="none", pose_matching=False, **TINY)
+    old = ReconstructionModel(frozen_encoder(), config)
+    path = save_model(tmp_path / "old", old, "reconstruction", str(tmp_path / "encoder"))
+    meta = json.loads((path / "config.json").read_text())
+    del meta["model_config"]["position_embedding"], meta["model_config"]["pose_matching"]
+    (path / "config.json").write_text(json.dumps(meta))
+    loaded, _ = load_model(path)
+    assert loaded.config.position_embedding == "none" and loaded.config.pose_matching is False
+    fresh = build_model("reconstruction", frozen_encoder(), dict(TINY)).config
+    assert fresh.position_embedding == "sincos" and fresh.pose_matching is True
 
 
 def test_several_encoder_blocks_and_no_class_tokens():
