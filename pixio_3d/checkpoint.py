@@ -50,6 +50,15 @@ def build_model(task: str, encoder: PixioEncoder, model_config: dict[str, Any]) 
     return model_type(encoder, config_type(**model_config))
 
 
+def saved_model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The model config of a checkpoint's ``config.json``, completed for checkpoints saved before
+    the reconstruction options ``position_embedding`` and ``pose_matching`` existed."""
+    model_config = dict(config["model_config"])
+    if config.get("task") == "reconstruction":
+        model_config = {"position_embedding": "none", "pose_matching": False, **model_config}
+    return model_config
+
+
 def _is_encoder_key(key: str) -> bool:
     return key.startswith(ENCODER_PREFIXES)
 
@@ -122,10 +131,7 @@ def load_model(
                 f"{path} was trained on an encoder with config {reference['config']}, but "
                 f"{reference['source']} now holds {encoder.config.to_dict()}"
             )
-    model_config = config["model_config"]
-    if config["task"] == "reconstruction":  # checkpoints saved before these options existed
-        model_config = {"position_embedding": "none", "pose_matching": False, **model_config}
-    model = build_model(config["task"], encoder, model_config)
+    model = build_model(config["task"], encoder, saved_model_config(config))
     result = model.load_state_dict(state, strict=False)
     missing = [
         k

@@ -6,12 +6,14 @@ truth), trains the tiny reconstruction model on the frozen encoder ``pixio-demo`
 then treats the first held-out scene's views as a folder of photos and runs the user's path
 (``pixio-recon``): point cloud, GLB, COLMAP model, depth maps and a preview. Extra arguments are
 hydra overrides of ``configs/recon_train.yaml``. A second run resumes the finished training and
-re-does the evaluation and the reconstruction.
+re-does the evaluation and the reconstruction; a run left by a version with another model
+config is trained again.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,10 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     from pixio_3d.cli_train import load_config, run
     from pixio_3d.data import find_scenes, read_scene
     from pixio_3d.reconstruct import reconstruct_photos
+    from pixio_3d.train import CheckpointMismatchError
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config([*DEMO_OVERRIDES, *overrides])
-    run_dir = run(cfg)
+    try:
+        run_dir = run(cfg)
+    except CheckpointMismatchError as error:  # an earlier version's demo run: train it anew
+        print(f"{error}\nthe demo's earlier run does not fit this version: training it again")
+        shutil.rmtree(cfg.output_dir)
+        run_dir = run(cfg)
 
     scene_dir = find_scenes(cfg.eval.scenes)[0]
     scene = read_scene(scene_dir)
@@ -65,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"reconstructed {len(scene['rgb'])} photos of {scene_dir.name} into "
         f"{OUT / 'reconstruction'}: {summary['colmap']['points3D']} points in "
-        f"{summary['seconds']['total']:.1f} s (points.ply, scene.glb, sparse/0, depth/, preview.png)"
+        f"{summary['seconds']['total']:.1f} s (points.ply, scene.glb, sparse/0, "
+        "transforms.json, depth/, preview.png)"
     )
     print(f"held-out metrics: {run_dir / 'eval' / 'results.md'}")
 

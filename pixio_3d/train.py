@@ -18,6 +18,7 @@ Images arrive in [0, 1] from the dataset and are ImageNet-normalized here (the e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pixio_3d.checkpoint import TASKS, save_model
+from pixio_3d.checkpoint import TASKS, save_model, saved_model_config
 from pixio_3d.data import MultiViewDataset
 from pixio_3d.losses import (
     ReconstructionLoss,
@@ -52,6 +53,12 @@ from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 from pixio_core.precision import autocast
 
 IGNORE_INDEX = 255
+
+
+class CheckpointMismatchError(ValueError):
+    """The run folder holds a checkpoint of another model configuration."""
+
+
 LABEL_MODES = ("shape", "object_id")
 
 
@@ -374,6 +381,19 @@ def resume_training(
     if config.get("task") != task:
         raise ValueError(f"{path} is a {config.get('task')!r} checkpoint, this run trains {task!r}")
     core = unwrap(model)
+
+    def plain(model_config: Any) -> dict[str, Any]:  # tuples and lists compare equal
+        return json.loads(json.dumps(dataclasses.asdict(model_config)))
+
+    current = plain(core.config)
+    saved = plain(type(core.config)(**saved_model_config(config)))
+    if saved != current:
+        differ = sorted(key for key in current if saved.get(key) != current[key])
+        raise CheckpointMismatchError(
+            f"{path} was trained with another model config (differs in {differ}: "
+            f"{ {key: saved.get(key) for key in differ} }); continue it with those settings, or "
+            "train into a new output_dir"
+        )
     result = core.load_state_dict(state, strict=False)
     trainable = {name for name, p in core.named_parameters() if p.requires_grad}
     missing = [key for key in result.missing_keys if key in trainable]

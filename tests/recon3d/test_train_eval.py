@@ -121,6 +121,15 @@ def test_resume_continues_exactly(assets, tmp_path):
     assert state["step"] == 4 and "rng_torch" in state and "optimizer" in state
 
 
+def test_resume_refuses_a_checkpoint_of_another_model_config(assets, tmp_path):
+    from pixio_3d.train import CheckpointMismatchError
+
+    steps = ["train.total_steps=2", "train.checkpoint_every=2"]
+    train_main(_common(assets, tmp_path, *steps))
+    with pytest.raises(CheckpointMismatchError, match=r"pose_matching.*new output_dir"):
+        train_main(_common(assets, tmp_path, *steps, "recon.model.pose_matching=false"))
+
+
 def test_overfits_one_batch(assets):
     encoder, _ = load_frozen_encoder(str(assets / "encoder"))
     torch.manual_seed(0)
