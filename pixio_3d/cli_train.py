@@ -136,7 +136,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
             data.num_views,
             view_selection=data.view_selection,
             min_overlap=data.min_overlap,
-            max_stride=data.get("max_stride", 2),
+            max_stride=data.max_stride,
             seed=cfg.seed,
         )
         labels = cfg.segmentation.labels if task == "segmentation" else None
@@ -259,7 +259,7 @@ def evaluate_run(cfg: DictConfig, ckpt_dir: Path, out_dir: Path, device: torch.d
         samples_per_scene=cfg.eval.samples_per_scene,
         seed=cfg.eval.seed,
         give_intrinsics=cfg.eval.give_intrinsics,
-        view_selection=cfg.eval.get("view_selection", "overlap"),
+        view_selection=cfg.eval.view_selection,
     )
     meta = {"checkpoint": str(ckpt_dir), "task": config["task"], "scenes": str(scenes)}
     _, md_path = write_eval(rows, out_dir, meta)

@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from pixio_3d import export
 from pixio_3d.models import ReconstructionModel
-from pixio_3d.photos import LoadedPhotos, load_photos
+from pixio_3d.photos import LoadedPhotos, PhotoTransform, load_photos
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["OUTPUT_ENTRIES", "colmap_observations", "predict_views", "reconstruct_photos"]
@@ -321,14 +321,8 @@ def reconstruct_photos(
 
         with _staging_folder(out_dir) as staging:
             with timed("maps"):
-                _write_maps(staging, stems, colors, prediction)
-                if original_depth:
-                    (staging / "depth_original").mkdir()
-                    for view, stem in enumerate(stems):
-                        export.save_depth_map(
-                            staging / "depth_original" / f"{stem}.png",
-                            photos.transforms[view].map_to_original(prediction["depth_z"][view]),
-                        )
+                originals = photos.transforms if original_depth else None
+                _write_maps(staging, stems, colors, prediction, originals)
             with timed("point cloud"):
                 cloud_points, cloud_colors, cloud_info = _write_point_cloud(
                     staging / "points.ply",
@@ -411,14 +405,24 @@ def reconstruct_photos(
 
 
 def _write_maps(
-    folder: Path, stems: list[str], colors: np.ndarray, prediction: dict[str, np.ndarray]
+    folder: Path,
+    stems: list[str],
+    colors: np.ndarray,
+    prediction: dict[str, np.ndarray],
+    originals: list[PhotoTransform] | None = None,
 ) -> None:
-    """``images/``, ``depth/`` (z-depth) and ``confidence/`` of every view into ``folder``."""
-    for name in ("images", "depth", "confidence"):
+    """``images/``, ``depth/`` (z-depth) and ``confidence/`` of every view into ``folder``; with
+    ``originals`` (each view's :class:`PhotoTransform`) also ``depth_original/``."""
+    names = ("images", "depth", "confidence") + (("depth_original",) if originals else ())
+    for name in names:
         (folder / name).mkdir()
     for view, stem in enumerate(stems):
         Image.fromarray(colors[view]).save(folder / "images" / f"{stem}.png")
-        export.save_depth_map(folder / "depth" / f"{stem}.png", prediction["depth_z"][view])
+        depth = prediction["depth_z"][view]
+        export.save_depth_map(folder / "depth" / f"{stem}.png", depth)
+        if originals:
+            original = originals[view].map_to_original(depth)
+            export.save_depth_map(folder / "depth_original" / f"{stem}.png", original)
         confidence = prediction["conf"][view]
         np.save(folder / "confidence" / f"{stem}.npy", confidence.astype(np.float32))
         _confidence_png(folder / "confidence" / f"{stem}.png", confidence)
