@@ -10,7 +10,6 @@ losses of images one pass keeps vs drops is written next to the file (``*_histog
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -28,7 +27,7 @@ from PIL import Image  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from pixio_core.cli.common import CONFIG_DIR  # noqa: E402
-from pixio_core.data import eval_transform, find_images  # noqa: E402
+from pixio_core.data import eval_transform, find_images, read_rgb  # noqa: E402
 from pixio_core.data.curation import color_histogram_entropy  # noqa: E402
 from pixio_core.data.sampler import StepBatchSampler  # noqa: E402
 from pixio_core.data.shards import IMAGE_KEYS, curation_path, expand_urls  # noqa: E402
@@ -84,10 +83,8 @@ def score_images(
 def folder_items(root: Path, skipped: list[str]) -> Iterator[tuple[str, Image.Image]]:
     """``(path relative to root, RGB image)``; unreadable files are listed in ``skipped``."""
     for path in find_images(root):
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError):
+        rgb = read_rgb(path)
+        if rgb is None:
             skipped.append(str(path))
             continue
         yield str(path.relative_to(root)), rgb
@@ -102,11 +99,8 @@ def shard_items(shard: str, skipped: list[str]) -> Iterator[tuple[str, Image.Ima
         return True
 
     for sample in wds.tarfile_to_samples(handler=count)(iter([{"url": shard}])):
-        data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                rgb = image.convert("RGB")
-        except Exception:  # noqa: BLE001 - any undecodable sample is skipped and listed
+        rgb = read_rgb(next((sample[k] for k in IMAGE_KEYS if k in sample), None))
+        if rgb is None:
             skipped.append(f"{shard}:{sample['__key__']}")
             continue
         yield sample["__key__"], rgb

@@ -5,6 +5,7 @@ from pixio_core.data.folder import (
     eval_transform,
     find_images,
     pretrain_transform,
+    read_rgb,
 )
 from pixio_core.data.synthetic import SHAPE_CLASSES, make_shapes_dataset
 
@@ -15,4 +16,5 @@ __all__ = [
     "find_images",
     "make_shapes_dataset",
     "pretrain_transform",
+    "read_rgb",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -43,6 +44,18 @@ def eval_transform(image_size: int) -> Callable:
     )
 
 
+def read_rgb(source: str | Path | bytes | None) -> Image.Image | None:
+    """Decode an image file (a path) or an encoded image (bytes) to RGB; ``None`` when it cannot
+    be decoded (missing, truncated, not an image, ``None``), for callers that skip and count."""
+    if source is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            return image.convert("RGB")
+    except Exception:  # noqa: BLE001 - PIL raises many types on corrupt data; all mean "skip"
+        return None
+
+
 def find_images(root: str | Path) -> list[Path]:
     """Every image file under ``root`` (recursive), sorted; a clear error when there is none."""
     root = Path(root)
@@ -76,19 +89,14 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def load(self, path: Path) -> Image.Image:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
         index, epoch = key if isinstance(key, tuple) else (key, None)
         failures = 0
         for offset in range(len(self.files)):
             current = (index + offset) % len(self.files)
             path = self.files[current]
-            try:
-                image = self.load(path)
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            image = read_rgb(path)
+            if image is None:
                 self.skipped.add(path)
                 failures += 1
                 continue

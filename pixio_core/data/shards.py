@@ -14,7 +14,6 @@ seeded by its start step.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -22,10 +21,10 @@ from pathlib import Path
 
 import braceexpand
 import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pixio_core.data.curation import record_keep_probability
+from pixio_core.data.folder import read_rgb
 from pixio_core.data.sampler import mix_seed
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
@@ -157,10 +156,8 @@ class ShardDataset(IterableDataset):
             epoch += 1
 
     def _decode(self, key: str, data: bytes, counter: list[int]) -> dict | None:
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                rgb = image.convert("RGB")
-        except Exception:  # noqa: BLE001 - any undecodable sample is skipped and counted
+        rgb = read_rgb(data)
+        if rgb is None:  # any undecodable sample is skipped and counted
             counter[0] += 1
             return None
         skipped, counter[0] = counter[0], 0

@@ -18,6 +18,7 @@ from pixio_core.data import (
     ImageFolderDataset,
     make_shapes_dataset,
     pretrain_transform,
+    read_rgb,
 )
 from pixio_core.data.sampler import mix_seed
 from pixio_core.engine import NonFiniteLossError, cosine_schedule, param_groups, pretrain_steps
@@ -120,6 +121,11 @@ def test_shapes_dataset_is_deterministic_and_skips_bad_files(tmp_path):
         sample["image"].shape == (3, 32, 32) and sample["index"] != index and sample["skipped"] == 1
     )
     assert dataset.skipped == {root / "disc" / "broken.png"}
+    # the shared decoder behind folders, shards and curation: paths or bytes; None when unreadable
+    good = root / files[0]
+    assert read_rgb(good).mode == "RGB" and read_rgb(good.read_bytes()).size == (32, 32)
+    assert read_rgb(root / "disc" / "broken.png") is None
+    assert read_rgb(b"not a png") is None and read_rgb(None) is None
 
 
 def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
