@@ -14,6 +14,8 @@ Multi-view (:class:`ReconstructionLoss`), following MapAnything's recipe:
 * The world-pointmap term is confidence weighted, DUSt3R-style: ``C * rho - alpha * log C``.
 * The metric-scale term compares ``log(m * sg(z_pred))`` with ``log(z_gt)``: gradients reach the
   scale head only, never the geometry.
+* For models with ``pose_matching``, a cross-entropy term supervises the soft patch matches to
+  view 0 with the true correspondences (:class:`MatchLoss`, :func:`match_targets`).
 
 Each term is a small module returning a scalar; :class:`ReconstructionLoss` weights and sums them.
 Monocular depth: :class:`ScaleShiftInvariantLoss` (relative) and :class:`SiLogLoss` (metric);
@@ -22,6 +24,7 @@ segmentation: :class:`SegmentationLoss`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -88,7 +91,7 @@ def reconstruction_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Te
     ``intrinsics (B, V, 3, 3)``, ``cam2world (B, V, 4, 4)``.
     Returns ``pts3d``, ``pts3d_cam (B, V, H, W, 3)``, ``depth_along_ray (B, V, H, W)`` and
     ``cam_trans (B, V, 3)`` divided by ``norm_factor (B,)`` (metres), plus unnormalized
-    ``ray_directions``, ``cam_quats (B, V, 4)`` and ``valid``.
+    ``ray_directions``, ``cam_quats (B, V, 4)``, ``intrinsics`` and ``valid``.
     """
     missing = [key for key in BATCH_KEYS if key not in batch]
     if missing:
@@ -106,6 +109,7 @@ def reconstruction_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Te
         ),
         "cam_quats": quats,
         "ray_directions": ray_directions(intrinsics, height, width),
+        "intrinsics": intrinsics,
         "valid": valid,
     }
 
@@ -144,13 +148,54 @@ def normalized_prediction(
     points_cam = rays * depth.unsqueeze(-1)
     poses = pose_from_quaternion_translation(prediction["cam_quats"], prediction["cam_trans"])
     points = transform_points(poses, points_cam)
+    extra = {key: prediction[key] for key in ("match_logits",) if key in prediction}
     return {
+        **extra,
         **_normalized_geometry(points, points_cam, depth, prediction["cam_trans"], valid),
         "cam_quats": prediction["cam_quats"],
         "ray_directions": rays,
         "conf": prediction["conf"],
         "metric_scaling_factor": prediction["metric_scaling_factor"],
     }
+
+
+def match_targets(
+    points: torch.Tensor,
+    valid: torch.Tensor,
+    intrinsics: torch.Tensor,
+    grid: tuple[int, int],
+    occlusion_tolerance: float = 0.05,
+) -> torch.Tensor:
+    """The true match in view 0 of every patch: ``(B, V, h*w)`` patch indices, -1 where none.
+
+    ``points (B, V, H, W, 3)`` are world points in the camera frame of view 0 (any scale),
+    ``valid (B, V, H, W)``, ``intrinsics (B, V, 3, 3)`` and ``grid = (h, w)`` the patch grid. The
+    point seen at a patch's centre pixel is projected into view 0; its match is the patch it lands
+    in, if it lands inside the image, in front of the camera, and is not hidden there (its z is at
+    most ``1 + occlusion_tolerance`` times view 0's z-depth at that pixel).
+    """
+    height, width = points.shape[2:4]
+    patch_h, patch_w = height // grid[0], width // grid[1]
+    rows = torch.arange(grid[0], device=points.device) * patch_h + patch_h // 2
+    cols = torch.arange(grid[1], device=points.device) * patch_w + patch_w // 2
+    centres = points[:, :, rows][:, :, :, cols].flatten(2, 3)  # (B, V, P, 3)
+    source_valid = valid[:, :, rows][:, :, :, cols].flatten(2)
+    projected = (intrinsics[:, :1, None] @ centres.unsqueeze(-1)).squeeze(-1)
+    z = centres[..., 2]
+    in_front = z > EPS
+    u = projected[..., 0] / z.clamp_min(EPS)
+    v = projected[..., 1] / z.clamp_min(EPS)
+    inside = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    pixel_col = u.clamp(0, width - 1).long()
+    pixel_row = v.clamp(0, height - 1).long()
+    reference_z = points[:, 0, ..., 2].flatten(1)  # view 0's camera frame is the world frame
+    reference_valid = valid[:, 0].flatten(1)
+    pixel = (pixel_row * width + pixel_col).flatten(1)
+    seen_z = reference_z.gather(1, pixel).reshape(z.shape)
+    seen_valid = reference_valid.gather(1, pixel).reshape(z.shape)
+    visible = seen_valid & (z <= seen_z * (1.0 + occlusion_tolerance))
+    index = (pixel_row // patch_h) * grid[1] + pixel_col // patch_w
+    return torch.where(source_valid & inside & visible, index, torch.full_like(index, -1))
 
 
 # ------------------------------------------------------------------ loss terms
@@ -253,6 +298,34 @@ class MetricScaleLoss(_RobustTerm):
         return self.rho(error).mean()
 
 
+class MatchLoss(nn.Module):
+    """Cross-entropy of the model's match logits (every patch of views 1..V-1 against view 0's
+    patches) with the true matches of :func:`match_targets`; patches without one are left out.
+
+    MASt3R trains its matching features with a contrastive loss on true correspondences; here the
+    supervision sharpens the soft matches whose flow field the pose head reads.
+    """
+
+    def forward(
+        self, pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        logits = pred["match_logits"][:, 1:]  # (B, V-1, P, P)
+        if logits.shape[1] == 0:  # a single view has nothing to match
+            return logits.sum() * 0.0
+        height, width = target["valid"].shape[-2:]
+        patch = math.isqrt(height * width // logits.shape[-1])
+        if patch * patch * logits.shape[-1] != height * width:
+            raise ValueError(
+                f"match logits over {logits.shape[-1]} patches do not tile a {height}x{width} image"
+            )
+        grid = (height // patch, width // patch)
+        index = match_targets(target["pts3d"], target["valid"], target["intrinsics"], grid)[:, 1:]
+        per_patch = F.cross_entropy(
+            logits.flatten(0, 2).float(), index.flatten().clamp_min(0), reduction="none"
+        ).reshape(index.shape)
+        return masked_mean(per_patch, index >= 0)
+
+
 @dataclass
 class ReconstructionLossConfig:
     """Weights of the factored-geometry terms (MapAnything V1.1) and the robust-loss shape."""
@@ -264,6 +337,7 @@ class ReconstructionLossConfig:
     quaternion_weight: float = 0.1
     translation_weight: float = 0.1
     scale_weight: float = 0.1
+    match_weight: float = 0.1  # only for models with pose_matching
     robust_alpha: float = 0.5
     robust_scale: float = 0.05
     confidence_alpha: float = 0.2
@@ -301,6 +375,7 @@ class ReconstructionLoss(nn.Module):
                 "quaternion": QuaternionLoss(**robust),
                 "translation": TranslationLoss(**robust),
                 "scale": MetricScaleLoss(**robust),
+                "match": MatchLoss(),
             }
         )
         self.weights = {name: getattr(config, f"{name}_weight") for name in self.terms}
@@ -310,11 +385,16 @@ class ReconstructionLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``prediction``: :meth:`ReconstructionModel.forward`'s dict; ``batch``: the dataset's.
 
-        Returns the weighted total and each unweighted term (detached).
+        Returns the weighted total and each unweighted term (detached). The ``match`` term is
+        computed only for predictions with ``match_logits`` (models with ``pose_matching``).
         """
         target = reconstruction_targets(batch)
         pred = normalized_prediction(prediction, target["valid"])
-        values = {name: term(pred, target) for name, term in self.terms.items()}
+        values = {
+            name: term(pred, target)
+            for name, term in self.terms.items()
+            if name != "match" or "match_logits" in pred
+        }
         total = sum(self.weights[name] * value for name, value in values.items())
         return total, {name: value.detach() for name, value in values.items()}
 

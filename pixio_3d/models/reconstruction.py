@@ -250,7 +250,8 @@ class ReconstructionModel(nn.Module):
         Returns a dict: ``ray_directions (B, V, H, W, 3)`` unit, camera frame;
         ``depth_along_ray (B, V, H, W)`` up to scale; ``conf (B, V, H, W)`` >= 1;
         ``cam_quats (B, V, 4)`` and ``cam_trans (B, V, 3)`` camera-to-world (view 0 = identity);
-        ``metric_scaling_factor (B,)``.
+        ``metric_scaling_factor (B,)``; with ``pose_matching`` also ``match_logits
+        (B, V, h*w, h*w)``, each view's patches against view 0's.
         """
         batch, views, height, width = self._check_images(images)
         grid = (height // self.patch_size, width // self.patch_size)
@@ -304,7 +305,7 @@ class ReconstructionModel(nn.Module):
         pose_input = level_maps[-1]
         if self.config.pose_matching:
             per_view = encoder_patches.reshape(batch, views, grid[0] * grid[1], -1)
-            match = self._match_to_reference(per_view, grid)  # (B, V, h*w, 3)
+            match, match_logits = self._match_to_reference(per_view, grid)  # (B, V, h*w, 3)
             match = self.match_embed(match).reshape(batch * views, *grid, channels)
             pose_input = pose_input + match.permute(0, 3, 1, 2)
         quats, trans = self.pose_head(pose_input)
@@ -317,7 +318,9 @@ class ReconstructionModel(nn.Module):
         trans = torch.where(is_first, torch.zeros_like(trans), trans)
 
         log_scale = self.scale_head(self.norm(scale[:, 0])).squeeze(-1)
+        extra = {"match_logits": match_logits} if self.config.pose_matching else {}
         return {
+            **extra,
             # biased toward the optical axis so an untrained head starts from forward rays
             "ray_directions": F.normalize(
                 dense[..., :3] + dense.new_tensor([0.0, 0.0, 1.0]), dim=-1
@@ -329,12 +332,17 @@ class ReconstructionModel(nn.Module):
             "metric_scaling_factor": torch.exp(log_scale.clamp(-MAX_LOG, MAX_LOG)),
         }
 
-    def _match_to_reference(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def _match_to_reference(
+        self, tokens: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Soft matches of every view's encoder patch tokens ``(B, V, h*w, D)`` in view 0 (through a
-        learnable projection that starts as the identity): per token the
-        expected position of its match in view 0 minus its own position (normalized coordinates
-        in [-1, 1]) and the match probability's peak, ``(B, V, h*w, 3)``. A flow field is what
-        relative pose is read from; regressing pose from pooled tokens alone did not learn."""
+        learnable projection that starts as the identity).
+
+        Returns per token the expected position of its match in view 0 minus its own position
+        (normalized coordinates in [-1, 1]) and the match probability's peak, ``(B, V, h*w, 3)``,
+        and the match logits ``(B, V, h*w, h*w)`` (the loss's ``match`` term supervises them with
+        the true correspondences). A flow field is what relative pose is read from; regressing
+        pose from pooled tokens alone did not learn."""
         features = self.match_proj(tokens)
         # frozen tokens share a large common component (mean cosine 0.87 between patches):
         # centre each view's tokens so that the similarity sees what differs between patches
@@ -349,7 +357,7 @@ class ReconstructionModel(nn.Module):
         )
         coords = torch.stack([cols.flatten(), rows.flatten()], dim=-1)  # (P, 2) as (x, y)
         flow = probability @ coords - coords
-        return torch.cat([flow, probability.amax(dim=-1, keepdim=True)], dim=-1)
+        return torch.cat([flow, probability.amax(dim=-1, keepdim=True)], dim=-1), similarity
 
     @torch.no_grad()
     def infer(

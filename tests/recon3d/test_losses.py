@@ -14,12 +14,14 @@ from pixio_3d.geometry import (
     relative_poses,
 )
 from pixio_3d.losses import (
+    MatchLoss,
     QuaternionLoss,
     ReconstructionLoss,
     ReconstructionLossConfig,
     ScaleShiftInvariantLoss,
     SegmentationLoss,
     SiLogLoss,
+    match_targets,
     reconstruction_targets,
     robust_regression,
     signed_log,
@@ -271,3 +273,60 @@ def test_batch_loss_is_the_mean_of_its_scenes_losses():
     torch.testing.assert_close(total, (parts[0][0] + parts[1][0]) / 2)
     for name in ("pointmap", "depth"):
         torch.testing.assert_close(terms[name], (parts[0][1][name] + parts[1][1][name]) / 2)
+
+
+def shifted_plane_pair(shift_patches: int, patch: int = 4, grid=(3, 4), plane_z: float = 2.0):
+    """Two fronto-parallel views of the plane z = plane_z; view 1's camera is moved along +x so
+    that the image content moves by exactly ``shift_patches`` patches to the left."""
+    height, width = grid[0] * patch, grid[1] * patch
+    focal = 10.0
+    intrinsics = torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+    cam2world = torch.eye(4).repeat(2, 1, 1)
+    cam2world[1, 0, 3] = shift_patches * patch * plane_z / focal
+    return {
+        "depth": torch.full((1, 2, height, width), plane_z),
+        "valid": torch.ones(1, 2, height, width, dtype=torch.bool),
+        "intrinsics": intrinsics.expand(1, 2, 3, 3).clone(),
+        "cam2world": cam2world[None],
+    }
+
+
+def test_match_targets_follow_the_camera_motion_and_leave_out_unseen_patches():
+    grid = (3, 4)
+    for shift in (0, 1, 2):
+        target = reconstruction_targets(shifted_plane_pair(shift, grid=grid))
+        index = match_targets(target["pts3d"], target["valid"], target["intrinsics"], grid)
+        rows, cols = torch.meshgrid(torch.arange(3), torch.arange(4), indexing="ij")
+        expected = torch.where(cols + shift < 4, rows * 4 + cols + shift, -1).flatten()
+        assert index[0, 1].tolist() == expected.tolist(), shift
+        assert index[0, 0].tolist() == list(range(12))  # view 0 matches itself
+
+
+def test_match_targets_leave_out_occluded_and_invalid_points():
+    grid = (3, 4)
+    batch = shifted_plane_pair(0, grid=grid)
+    batch["depth"][0, 0, :4] = 1.0  # something nearer covers view 0's top patch row
+    batch["valid"][0, 1, 4:8] = False  # view 1's middle row has no depth
+    target = reconstruction_targets(batch)
+    index = match_targets(target["pts3d"], target["valid"], target["intrinsics"], grid)[0, 1]
+    assert index.tolist() == [-1] * 8 + list(range(8, 12))
+
+
+def test_match_loss_rewards_the_true_matches():
+    grid = (3, 4)
+    batch = shifted_plane_pair(1, grid=grid)
+    target = reconstruction_targets(batch)
+    truth = match_targets(target["pts3d"], target["valid"], target["intrinsics"], grid)
+    uniform = MatchLoss()({"match_logits": torch.zeros(1, 2, 12, 12)}, target)
+    assert uniform.item() == pytest.approx(math.log(12), rel=1e-5)
+    confident = torch.full((1, 2, 12, 12), -10.0)
+    confident.scatter_(-1, truth.clamp_min(0).unsqueeze(-1), 10.0)
+    assert MatchLoss()({"match_logits": confident}, target).item() < 1e-6
+    # off by one patch (view 1's match taken as its own position): a large loss
+    assert MatchLoss()({"match_logits": confident[:, :1].expand(1, 2, 12, 12)}, target) > 5.0
+    # the term is part of the total only for predictions that carry match logits
+    prediction = prediction_from_truth(batch)
+    assert "match" not in ReconstructionLoss()(prediction, batch)[1]
+    prediction["match_logits"] = confident
+    total, terms = ReconstructionLoss()(prediction, batch)
+    assert terms["match"].item() < 1e-6 and total.item() == pytest.approx(0.0, abs=1e-5)

@@ -372,11 +372,15 @@ def test_pose_matching_sees_how_far_a_view_moved():
         pair = torch.stack([image, torch.roll(image, 16 * shift, dims=-1)])[None]
         with torch.no_grad():
             patches, _ = model._encode(pair.flatten(0, 1), None)
-            match = model._match_to_reference(patches.reshape(1, 2, 18, -1), (3, 6))
+            match, logits = model._match_to_reference(patches.reshape(1, 2, 18, -1), (3, 6))
+        assert logits.shape == (1, 2, 18, 18)
+        assert logits[0, 0].argmax(-1).tolist() == list(range(18))
         flow_x, peak = match[0, 1, :, 0], match[0, 1, :, 2]
         assert abs(flow_x.median() + shift * 2 / 5) < 0.1, shift
         assert peak.mean() > 3 / 18
         assert match[0, 0, :, :2].abs().max() < 0.1  # view 0 matches itself
+    with torch.no_grad():
+        assert model(pair)["match_logits"].shape == (1, 2, 18, 18)  # for the loss's match term
 
 
 @pytest.mark.slow  # ~1 min
