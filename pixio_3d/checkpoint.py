@@ -52,10 +52,12 @@ def build_model(task: str, encoder: PixioEncoder, model_config: dict[str, Any]) 
 
 def saved_model_config(config: dict[str, Any]) -> dict[str, Any]:
     """The model config of a checkpoint's ``config.json``, completed for checkpoints saved before
-    the reconstruction options ``position_embedding`` and ``pose_matching`` existed."""
+    the reconstruction options ``position_embedding``, ``pose_matching`` and ``match_features``
+    existed."""
     model_config = dict(config["model_config"])
     if config.get("task") == "reconstruction":
-        model_config = {"position_embedding": "none", "pose_matching": False, **model_config}
+        legacy = {"position_embedding": "none", "pose_matching": False, "match_features": "encoder"}
+        model_config = {**legacy, **model_config}
     return model_config
 
 

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from pixio_3d.data import VIEW_SELECTIONS
+from pixio_3d.pose_solver import POSE_SOLVERS
 
 DEFAULT_VIEWS = "2,4,8,16"
 
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="overlap",
         help="reconstruction: overlap (wide baselines) | sequential (a walk in view order)",
     )
+    parser.add_argument(
+        "--pose-solver",
+        choices=POSE_SOLVERS,
+        default="head",
+        help="reconstruction: head (regressed poses) | matches (rigid fit at the model's matches)",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     return parser
 
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         give_intrinsics=args.intrinsics,
         view_selection=args.view_selection,
+        pose_solver=args.pose_solver,
         max_views_per_scene=args.max_views_per_scene,
     )
     meta = {
@@ -89,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         "scenes": args.scenes,
         "seed": args.seed,
         "view_selection": args.view_selection,
+        "pose_solver": args.pose_solver,
     }
     _, md_path = write_eval(rows, args.out, meta)
     print(markdown_table(rows))

@@ -184,15 +184,17 @@ def evaluate_reconstruction(
     seed: int = 0,
     give_intrinsics: bool = False,
     view_selection: str = "overlap",
+    pose_solver: str = "head",
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per view count: ``{"task", "views", "num_samples", "inputs", "view_selection",
-    <metrics>}``.
+    "pose_solver", <metrics>}``.
 
     Samples are :class:`MultiViewDataset` draws (``view_selection``: ``overlap`` = views anywhere
     that see each other, wide baselines; ``sequential`` = a walk in the scenes' view order;
     ``seed``) of every scene; the model sees images only unless ``give_intrinsics``.
+    ``pose_solver``: see :meth:`pixio_3d.models.ReconstructionModel.infer`.
     """
     model.eval()
     rows = []
@@ -209,7 +211,7 @@ def evaluate_reconstruction(
             sample = dataset[index]
             images = normalize_images(sample["images"]).unsqueeze(0).to(device)
             intrinsics = sample["intrinsics"].unsqueeze(0).to(device) if give_intrinsics else None
-            prediction = model.infer(images, intrinsics)
+            prediction = model.infer(images, intrinsics, pose_solver=pose_solver)
             prediction = {k: v[0].cpu() for k, v in prediction.items()}
             values.append(reconstruction_metrics(prediction, sample, seed=seed + index))
         rows.append(
@@ -219,6 +221,7 @@ def evaluate_reconstruction(
                 "num_samples": len(values),
                 "inputs": "images + intrinsics" if give_intrinsics else "images",
                 "view_selection": view_selection,
+                "pose_solver": pose_solver,
                 **_mean_rows(values),
             }
         )
@@ -350,12 +353,19 @@ def evaluate_model(
     """Dispatch on ``config["task"]`` (a :func:`pixio_3d.checkpoint.load_model` config).
 
     ``options``: ``device``, and ``samples_per_scene``/``seed``/``give_intrinsics``/
-    ``view_selection``/``progress`` (reconstruction) or ``max_views_per_scene`` (depth, segmentation).
+    ``view_selection``/``pose_solver``/``progress`` (reconstruction) or ``max_views_per_scene`` (depth, segmentation).
     """
     task = config["task"]
     device = options.get("device", "cpu")
     if task == "reconstruction":
-        keys = ("samples_per_scene", "seed", "give_intrinsics", "view_selection", "progress")
+        keys = (
+            "samples_per_scene",
+            "seed",
+            "give_intrinsics",
+            "view_selection",
+            "pose_solver",
+            "progress",
+        )
         kwargs = {k: options[k] for k in keys if k in options}
         return evaluate_reconstruction(model, scenes, view_counts, device=device, **kwargs)
     dense = {"max_views_per_scene": options.get("max_views_per_scene"), "device": device}
@@ -386,6 +396,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             inputs = row["inputs"]
             if "view_selection" in row:
                 inputs += f", {row['view_selection']} views"
+            if row.get("pose_solver", "head") != "head":
+                inputs += f", poses from {row['pose_solver']}"
             cells = [str(row["views"]), str(row["num_samples"]), inputs]
             cells += [_cell(row.get(key)) for key, _ in columns]
             lines.append("| " + " | ".join(cells) + " |")

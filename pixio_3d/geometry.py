@@ -25,6 +25,7 @@ __all__ = [
     "intrinsics_from_rays",
     "invert_pose",
     "matrix_to_quaternion",
+    "patch_centres",
     "points_from_depth_along_ray",
     "points_from_z_depth",
     "pose_from_quaternion_translation",
@@ -271,15 +272,31 @@ def average_point_norm(points: torch.Tensor, valid: torch.Tensor | None = None) 
     return (norms * valid).sum(dim=-1) / valid.sum(dim=-1).clamp_min(1)
 
 
+def patch_centres(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Per-pixel maps ``(B, V, H, W, C)`` sampled at the centre pixel of every patch of a
+    ``grid = (h, w)`` patch grid (row ``i * p + p // 2``): ``(B, V, h * w, C)``, row-major."""
+    height, width = maps.shape[2:4]
+    if height % grid[0] or width % grid[1]:
+        raise ValueError(f"a {grid[0]}x{grid[1]} patch grid does not tile {height}x{width} maps")
+    patch_h, patch_w = height // grid[0], width // grid[1]
+    rows = torch.arange(grid[0], device=maps.device) * patch_h + patch_h // 2
+    cols = torch.arange(grid[1], device=maps.device) * patch_w + patch_w // 2
+    return maps[:, :, rows][:, :, :, cols].flatten(2, 3)
+
+
 def umeyama(
-    source: torch.Tensor, target: torch.Tensor, with_scale: bool = True
+    source: torch.Tensor,
+    target: torch.Tensor,
+    with_scale: bool = True,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Least-squares similarity (or rigid) transform with ``target ≈ scale * R @ source + t``.
 
     ``source`` and ``target`` are corresponding points ``(N, 3)``, ``N >= 2`` (the rotation is
-    unique only for ``N >= 3`` non-collinear points). Returns ``scale`` (0-dim tensor; 1 when
-    ``with_scale`` is False), ``R (3, 3)`` (a proper rotation) and ``t (3,)``, computed in float64
-    and returned in the dtype of ``source`` (Umeyama 1991; Horn/Kabsch when ``with_scale=False``).
+    unique only for ``N >= 3`` non-collinear points); ``weights (N,)``, non-negative, weigh the
+    pairs (all equal when None). Returns ``scale`` (0-dim tensor; 1 when ``with_scale`` is
+    False), ``R (3, 3)`` (a proper rotation) and ``t (3,)``, computed in float64 and returned in
+    the dtype of ``source`` (Umeyama 1991; Horn/Kabsch when ``with_scale=False``).
     """
     if source.ndim != 2 or source.shape[-1] != 3 or source.shape != target.shape:
         raise ValueError(
@@ -290,12 +307,24 @@ def umeyama(
         raise ValueError(f"umeyama needs at least 2 point pairs, got {source.shape[0]}")
     x = source.to(torch.float64)
     y = target.to(torch.float64)
-    mean_x, mean_y = x.mean(dim=0), y.mean(dim=0)
+    if weights is None:
+        w = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=torch.float64, device=x.device)
+    else:
+        if weights.shape != x.shape[:1] or bool((weights < 0).any()):
+            raise ValueError(
+                f"umeyama weights must be non-negative of shape ({x.shape[0]},), "
+                f"got {tuple(weights.shape)}"
+            )
+        w = weights.to(torch.float64)
+        if w.sum() <= 0:
+            raise ValueError("umeyama: all weights are zero")
+        w = w / w.sum()
+    mean_x, mean_y = w @ x, w @ y
     xc, yc = x - mean_x, y - mean_y
-    variance_x = (xc * xc).sum(dim=1).mean()
+    variance_x = (w * (xc * xc).sum(dim=1)).sum()
     if with_scale and variance_x <= 0:
         raise ValueError("umeyama: all source points coincide, the scale is undefined")
-    covariance = yc.T @ xc / x.shape[0]
+    covariance = (yc * w[:, None]).T @ xc
     u, singular, vh = torch.linalg.svd(covariance)
     sign = torch.ones(3, dtype=torch.float64, device=x.device)
     if torch.linalg.det(u) * torch.linalg.det(vh) < 0:

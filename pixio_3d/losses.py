@@ -34,6 +34,7 @@ from torch import nn
 from pixio_3d.geometry import (
     average_point_norm,
     depth_along_ray_from_z,
+    patch_centres,
     points_from_z_depth,
     pose_from_quaternion_translation,
     quaternion_translation_from_pose,
@@ -176,10 +177,8 @@ def match_targets(
     """
     height, width = points.shape[2:4]
     patch_h, patch_w = height // grid[0], width // grid[1]
-    rows = torch.arange(grid[0], device=points.device) * patch_h + patch_h // 2
-    cols = torch.arange(grid[1], device=points.device) * patch_w + patch_w // 2
-    centres = points[:, :, rows][:, :, :, cols].flatten(2, 3)  # (B, V, P, 3)
-    source_valid = valid[:, :, rows][:, :, :, cols].flatten(2)
+    centres = patch_centres(points, grid)  # (B, V, P, 3)
+    source_valid = patch_centres(valid.unsqueeze(-1), grid)[..., 0]
     projected = (intrinsics[:, :1, None] @ centres.unsqueeze(-1)).squeeze(-1)
     z = centres[..., 2]
     in_front = z > EPS

@@ -21,7 +21,8 @@ Pipeline for ``V`` views of ``B`` scenes:
    (residual convs + average pooling + MLP) gives a quaternion and a translation per view; an MLP
    on the scale token gives the metric scale factor (``exp``).
 6. With ``pose_matching`` (the default) the pose head's input also gets, per patch, an embedding
-   of its soft match in view 0: each view's encoder tokens are projected (identity at init),
+   of its soft match in view 0: each view's encoder tokens (or, with ``match_features="trunk"``,
+   its final trunk tokens) are projected (identity at init),
    centred over the view and compared by cosine with view 0's; a softmax gives the expected
    matching position, whose offset from the patch's own position (a flow field) and the match
    peak are embedded and added. Without it, pose regression from pooled trunk tokens did not
@@ -52,13 +53,16 @@ from torch import nn
 from pixio_3d.geometry import (
     intrinsics_from_rays,
     pose_from_quaternion_translation,
+    quaternion_translation_from_pose,
     ray_directions,
     transform_points,
 )
+from pixio_3d.pose_solver import POSE_SOLVERS, poses_from_matches
 from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
 POSITION_EMBEDDINGS = ("sincos", "none")
+MATCH_FEATURES = ("encoder", "trunk")
 
 
 @dataclass
@@ -82,12 +86,17 @@ class ReconstructionConfig:
     frames_chunk_size: int = 8
     position_embedding: str = "sincos"  # sincos | none (checkpoints from before it: none)
     pose_matching: bool = True  # flow-to-view-0 features for the pose head (older: False)
+    match_features: str = "encoder"  # encoder (frozen patch tokens) | trunk (final trunk tokens)
 
     def __post_init__(self) -> None:
         if self.position_embedding not in POSITION_EMBEDDINGS:
             raise ValueError(
                 f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
                 f"got {self.position_embedding!r}"
+            )
+        if self.match_features not in MATCH_FEATURES:
+            raise ValueError(
+                f"match_features must be one of {MATCH_FEATURES}, got {self.match_features!r}"
             )
         self.encoder_layers = tuple(self.encoder_layers)
         self.dpt_out_channels = tuple(self.dpt_out_channels)  # type: ignore[assignment]
@@ -183,7 +192,8 @@ class ReconstructionModel(nn.Module):
         self.pose_head = PoseHead(width, config.pose_hidden_dim)
         if config.pose_matching:
             # matching starts from the encoder's own token similarity (identity projection)
-            self.match_proj = nn.Linear(token_dim, token_dim)
+            match_dim = token_dim if config.match_features == "encoder" else width
+            self.match_proj = nn.Linear(match_dim, match_dim)
             nn.init.eye_(self.match_proj.weight)
             nn.init.zeros_(self.match_proj.bias)
             self.match_embed = nn.Linear(3, width)
@@ -304,7 +314,11 @@ class ReconstructionModel(nn.Module):
 
         pose_input = level_maps[-1]
         if self.config.pose_matching:
-            per_view = encoder_patches.reshape(batch, views, grid[0] * grid[1], -1)
+            if self.config.match_features == "encoder":
+                per_view = encoder_patches
+            else:  # the final trunk tokens, which have seen every view and their positions
+                per_view = level_maps[-1].flatten(2).transpose(1, 2)
+            per_view = per_view.reshape(batch, views, grid[0] * grid[1], -1)
             match, match_logits = self._match_to_reference(per_view, grid)  # (B, V, h*w, 3)
             match = self.match_embed(match).reshape(batch * views, *grid, channels)
             pose_input = pose_input + match.permute(0, 3, 1, 2)
@@ -361,7 +375,10 @@ class ReconstructionModel(nn.Module):
 
     @torch.no_grad()
     def infer(
-        self, images: torch.Tensor, intrinsics: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor | None = None,
+        pose_solver: str = "head",
     ) -> dict[str, torch.Tensor]:
         """Metric reconstruction of ``B`` scenes of ``V`` views each (no gradients).
 
@@ -369,6 +386,10 @@ class ReconstructionModel(nn.Module):
             images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16, ``V >= 1``.
             intrinsics: optional known ``(B, V, 3, 3)``; they condition the network and replace the
                 predicted rays (the returned rays and intrinsics are exactly the given ones).
+            pose_solver: ``head`` (the pose head's poses) or ``matches`` (a robust rigid fit of
+                each view's camera-frame points to view 0's at the pose-matching matches, see
+                :mod:`pixio_3d.pose_solver`; needs ``pose_matching``; views with too few matches
+                keep the head's pose).
 
         Returns (MapAnything's key names; metric units; world = camera of view 0):
         ``pts3d (B, V, H, W, 3)`` world points, ``pts3d_cam (B, V, H, W, 3)`` camera-frame points,
@@ -377,11 +398,28 @@ class ReconstructionModel(nn.Module):
         ``cam_quats (B, V, 4)``, ``cam_trans (B, V, 3)``, ``intrinsics (B, V, 3, 3)``,
         ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``.
         """
+        if pose_solver not in POSE_SOLVERS:
+            raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
+        if pose_solver == "matches" and not self.config.pose_matching:
+            raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
         raw = self.forward(images, intrinsics, frames_chunk_size=self.config.frames_chunk_size)
         height, width = images.shape[-2:]
         if intrinsics is not None:
             raw["ray_directions"] = ray_directions(intrinsics.to(raw["conf"]), height, width)
-        return compose_geometry(raw, intrinsics)
+        out = compose_geometry(raw, intrinsics)
+        if pose_solver == "matches":
+            grid = (height // self.patch_size, width // self.patch_size)
+            poses, _ = poses_from_matches(
+                out["pts3d_cam"], raw["match_logits"], out["camera_poses"], grid
+            )
+            quats, trans = quaternion_translation_from_pose(poses)
+            out.update(
+                camera_poses=poses,
+                cam_quats=quats,
+                cam_trans=trans,
+                pts3d=transform_points(poses, out["pts3d_cam"]),
+            )
+        return out
 
 
 def compose_geometry(

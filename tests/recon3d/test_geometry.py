@@ -170,3 +170,23 @@ def test_umeyama_reflection_is_not_returned_and_errors():
         geo.umeyama(source, source[:5])
     with pytest.raises(ValueError, match="coincide"):
         geo.umeyama(torch.ones(4, 3), source[:4])
+    with pytest.raises(ValueError, match="weights"):
+        geo.umeyama(source, source, weights=-torch.ones(30))
+
+
+def test_weighted_umeyama_ignores_zero_weight_outliers():
+    generator = torch.Generator().manual_seed(12)
+    source = torch.randn(40, 3, generator=generator, dtype=torch.float64)
+    rotation = _random_rotations(1, seed=13)[0]
+    target = source @ rotation.T + torch.tensor([0.5, 0.0, -1.0], dtype=torch.float64)
+    target[:10] += 5 * torch.randn(10, 3, generator=generator, dtype=torch.float64)
+    weights = torch.ones(40, dtype=torch.float64)
+    _, unweighted, _ = geo.umeyama(source, target, with_scale=False)
+    assert not torch.allclose(unweighted, rotation, atol=1e-3)  # the outliers pull it away
+    weights[:10] = 0.0
+    _, weighted, translation = geo.umeyama(source, target, with_scale=False, weights=weights)
+    torch.testing.assert_close(weighted, rotation)
+    torch.testing.assert_close(translation, torch.tensor([0.5, 0.0, -1.0], dtype=torch.float64))
+    # uniform weights of any total are the unweighted fit
+    _, uniform, _ = geo.umeyama(source, target, with_scale=False, weights=3 * torch.ones(40))
+    torch.testing.assert_close(uniform, unweighted)

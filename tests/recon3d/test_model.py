@@ -192,6 +192,8 @@ def test_the_trunk_knows_where_tokens_are():
         assert torch.allclose(after[..., order], before, atol=1e-5) == equivariant, kind
     with pytest.raises(ValueError, match="position_embedding"):
         ReconstructionConfig(position_embedding="rope")
+    with pytest.raises(ValueError, match="match_features"):
+        ReconstructionConfig(match_features="pixels")
 
 
 def test_checkpoints_from_before_the_position_embedding_load_without_it(tmp_path):
@@ -208,10 +210,12 @@ def test_checkpoints_from_before_the_position_embedding_load_without_it(tmp_path
     old = ReconstructionModel(frozen_encoder(), config)
     path = save_model(tmp_path / "old", old, "reconstruction", str(tmp_path / "encoder"))
     meta = json.loads((path / "config.json").read_text())
-    del meta["model_config"]["position_embedding"], meta["model_config"]["pose_matching"]
+    for key in ("position_embedding", "pose_matching", "match_features"):
+        del meta["model_config"][key]
     (path / "config.json").write_text(json.dumps(meta))
     loaded, _ = load_model(path)
     assert loaded.config.position_embedding == "none" and loaded.config.pose_matching is False
+    assert loaded.config.match_features == "encoder"
     fresh = build_model("reconstruction", frozen_encoder(), dict(TINY)).config
     assert fresh.position_embedding == "sincos" and fresh.pose_matching is True
 
@@ -237,10 +241,13 @@ def test_frozen_encoder_gets_no_gradient_and_fine_tuning_works():
     assert model.encoder.patch_embed.proj.weight.grad is not None
 
 
-def test_the_loss_reaches_every_trainable_parameter():
-    model = ReconstructionModel(frozen_encoder(depth=2), ReconstructionConfig(**TINY))
+@pytest.mark.parametrize("match_features", ["encoder", "trunk"])
+def test_the_loss_reaches_every_trainable_parameter(match_features):
+    config = ReconstructionConfig(match_features=match_features, **TINY)
+    model = ReconstructionModel(frozen_encoder(depth=2), config)
     batch = plane_batch(views=3)
-    loss, _ = ReconstructionLoss()(model(batch["images"], batch["intrinsics"]), batch)
+    loss, terms = ReconstructionLoss()(model(batch["images"], batch["intrinsics"]), batch)
+    assert terms["match"] > 0  # the plane is seen by all three views: there are true matches
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing
@@ -417,3 +424,25 @@ def test_pose_head_learns_a_roll_with_matching():
             history.append(loss.item())
         losses[matching] = sum(history[-50:]) / 50
     assert losses[True] < 0.3 < losses[False], losses
+
+
+def test_infer_with_the_match_solver():
+    torch.manual_seed(0)
+    model = ReconstructionModel(frozen_encoder(), ReconstructionConfig(**TINY)).eval()
+    x = images(1, 3)
+    head = model.infer(x)
+    solved = model.infer(x, pose_solver="matches")
+    torch.testing.assert_close(solved["pts3d_cam"], head["pts3d_cam"])  # geometry unchanged
+    torch.testing.assert_close(solved["camera_poses"][:, 0], torch.eye(4)[None])
+    torch.testing.assert_close(
+        solved["pts3d"], transform_points(solved["camera_poses"], solved["pts3d_cam"])
+    )
+    rotations = solved["camera_poses"][..., :3, :3]
+    torch.testing.assert_close(
+        rotations @ rotations.transpose(-1, -2), torch.eye(3).expand(1, 3, 3, 3), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="pose_solver"):
+        model.infer(x, pose_solver="ransac")
+    plain = ReconstructionModel(frozen_encoder(), ReconstructionConfig(pose_matching=False, **TINY))
+    with pytest.raises(ValueError, match="pose_matching"):
+        plain.infer(x, pose_solver="matches")
