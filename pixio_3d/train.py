@@ -229,16 +229,20 @@ def build_optimizer(
     encoder_lr_scale: float = 0.1,
 ) -> torch.optim.AdamW:
     """AdamW on the trainable parameters (no decay on norms/biases, see
-    :func:`pixio_core.engine.param_groups`); encoder groups carry ``lr_scale``."""
+    :func:`pixio_core.engine.param_groups`). Every group carries an ``lr_scale``: encoder
+    parameters ``encoder_lr_scale``, parameters the model names in its ``lr_scales`` dict (name
+    -> scale) that scale, the rest 1."""
     core = unwrap(model)
     encoder = getattr(core, "encoder", None) or core.predictor.encoder
-    encoder_ids = {id(p) for p in encoder.parameters()}
+    named_scales: dict[str, float] = getattr(core, "lr_scales", {})
+    scale_of = {id(p): named_scales.get(name, 1.0) for name, p in core.named_parameters()}
+    scale_of.update({id(p): encoder_lr_scale for p in encoder.parameters()})
     groups = []
     for group in param_groups(core, weight_decay):
-        for in_encoder, scale in ((False, 1.0), (True, encoder_lr_scale)):
-            params = [p for p in group["params"] if (id(p) in encoder_ids) == in_encoder]
-            if params:
-                groups.append({**group, "params": params, "lr_scale": scale})
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for param in group["params"]:
+            by_scale.setdefault(scale_of[id(param)], []).append(param)
+        groups += [{**group, "params": ps, "lr_scale": sc} for sc, ps in by_scale.items()]
     if not groups:
         raise ValueError("the model has no trainable parameter")
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
@@ -402,6 +406,12 @@ def resume_training(
             f"{path} does not fit this model (missing {missing[:5]}, "
             f"unexpected {result.unexpected_keys[:5]})"
         )
-    optimizer.load_state_dict(train_state["optimizer"])
+    try:
+        optimizer.load_state_dict(train_state["optimizer"])
+    except ValueError as error:  # parameter groups of another version of the optimizer set-up
+        raise CheckpointMismatchError(
+            f"{path} holds an optimizer state that does not fit this version's parameter groups "
+            f"({error}); train into a new output_dir"
+        ) from None
     torch.set_rng_state(train_state["rng_torch"])
     return int(train_state["step"])

@@ -61,6 +61,9 @@ from pixio_3d.pose_solver import POSE_SOLVERS, poses_from_matches
 from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
+# Adam moves a scalar by about lr per step: at lr 5e-4 the matching temperature (a log-scale
+# scalar) would change by < 1 in 2,000 steps, far too slow for the match loss; it learns 10x faster
+MATCH_TEMPERATURE_LR_SCALE = 10.0
 POSITION_EMBEDDINGS = ("sincos", "none")
 MATCH_FEATURES = ("encoder", "trunk")
 
@@ -201,6 +204,13 @@ class ReconstructionModel(nn.Module):
         self.scale_head = Mlp(width, config.pose_hidden_dim, 1)
         nn.init.normal_(self.reference_embed, std=0.02)
         nn.init.normal_(self.scale_token, std=0.02)
+
+    @property
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter name (read by the optimizer set-up)."""
+        if self.config.pose_matching:
+            return {"match_logit_scale": MATCH_TEMPERATURE_LR_SCALE}
+        return {}
 
     # ----------------------------------------------------------------- inputs
     def _check_images(self, images: torch.Tensor) -> tuple[int, int, int, int]:

@@ -128,6 +128,15 @@ def test_resume_refuses_a_checkpoint_of_another_model_config(assets, tmp_path):
     train_main(_common(assets, tmp_path, *steps))
     with pytest.raises(CheckpointMismatchError, match=r"pose_matching.*new output_dir"):
         train_main(_common(assets, tmp_path, *steps, "recon.model.pose_matching=false"))
+    # the same model with the parameter groups of another version of the optimizer set-up
+    from pixio_3d.checkpoint import load_model
+    from pixio_3d.train import resume_training
+
+    checkpoints = next(p for p in tmp_path.rglob("checkpoints") if p.is_dir())
+    model, _ = load_model(checkpoints)
+    one_group = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    with pytest.raises(CheckpointMismatchError, match="optimizer state"):
+        resume_training(checkpoints, model, one_group, "reconstruction")
 
 
 def test_overfits_one_batch(assets):
@@ -145,6 +154,11 @@ def test_overfits_one_batch(assets):
     ]
     assert max(losses[-3:]) < 0.7 * losses[0], losses
     assert not any(p.requires_grad for p in encoder.parameters())
+    # the matching temperature is the one parameter with its own learning-rate scale
+    scaled = [g for g in optimizer.param_groups if g["lr_scale"] != 1.0]
+    assert [len(g["params"]) for g in scaled] == [1] and scaled[0]["lr_scale"] == 10.0
+    assert scaled[0]["params"][0] is model.match_logit_scale
+    assert scaled[0]["lr"] == pytest.approx(2e-2)
 
 
 @pytest.mark.parametrize(
