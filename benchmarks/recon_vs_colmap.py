@@ -31,7 +31,7 @@ defaults to 0) never draws a training scene. Prints a markdown table and writes 
 ``benchmarks/results/recon_vs_colmap.json``).
 
 Example: ``MUJOCO_GL=egl python benchmarks/recon_vs_colmap.py --num-scenes 4 --threads 1
---checkpoint outputs/recon_tiny/run/checkpoints --model-size 128x96``.
+--checkpoint outputs/recon_tiny/run/checkpoints --model-size 128x96 --pose-solvers head,matches``.
 """
 
 from __future__ import annotations
@@ -184,8 +184,10 @@ def run_model(
     config: str,
     repeats: int,
     size: tuple[int, int] | None = None,
+    pose_solver: str = "head",
 ) -> dict[str, Any]:
-    """``infer`` on the views (resized to ``size = (W, H)`` with ``K`` scaled, if given)."""
+    """``infer`` on the views (resized to ``size = (W, H)`` with ``K`` scaled, if given), poses
+    from the model's ``pose_solver`` (see :meth:`ReconstructionModel.infer`)."""
     import torch
     import torch.nn.functional as F
 
@@ -206,13 +208,13 @@ def run_model(
     intrinsics = intrinsics[None] if config == "known" else None
     with torch.inference_mode(), PeakMemory() as memory:
         start = time.perf_counter()
-        output = model.infer(images, intrinsics)
+        output = model.infer(images, intrinsics, pose_solver=pose_solver)
         cold = time.perf_counter() - start
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            model.infer(images, intrinsics)
+            model.infer(images, intrinsics, pose_solver=pose_solver)
             times.append(time.perf_counter() - start)
     views = scene["rgb"].shape[0]
     return {
@@ -367,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-configs", default="known,estimated", help="known: infer is given K"
     )
     parser.add_argument(
+        "--pose-solvers",
+        default="head",
+        help="comma-separated model pose solvers: head, matches (methods pixio-<config>[-matches])",
+    )
+    parser.add_argument(
         "--no-contrast-stretch",
         dest="contrast_stretch",
         action="store_false",
@@ -396,6 +403,10 @@ def main() -> None:
     for config in model_configs:
         if config not in MODEL_CONFIGS:
             raise SystemExit(f"unknown model config {config!r}; choose from {MODEL_CONFIGS}")
+    pose_solvers = [s for s in args.pose_solvers.split(",") if s]
+    for solver in pose_solvers:
+        if solver not in ("head", "matches"):
+            raise SystemExit(f"unknown pose solver {solver!r}; choose from head, matches")
     if min(view_counts) < 2:
         raise SystemExit("--views must all be >= 2 (pose metrics score view pairs)")
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
@@ -442,14 +453,16 @@ def main() -> None:
                 key: scene[key][chosen] for key in ("rgb", "depth", "intrinsics", "cam2world")
             }
             cloud = gt_points(subset["depth"], subset["intrinsics"], subset["cam2world"])
-            methods = [("colmap", c) for c in colmap_configs]
-            methods += [("pixio", c) for c in model_configs]
-            for kind, config in methods:
-                name = f"{kind}-{config}"
+            methods = [("colmap", c, "") for c in colmap_configs]
+            methods += [("pixio", c, s) for c in model_configs for s in pose_solvers]
+            for kind, config, solver in methods:
+                name = f"{kind}-{config}" + (f"-{solver}" if solver not in ("", "head") else "")
                 if kind == "colmap":
                     outcome = run_colmap(subset, config, args)
                 else:
-                    outcome = run_model(model, subset, config, args.repeats, args.model_size)
+                    outcome = run_model(
+                        model, subset, config, args.repeats, args.model_size, solver
+                    )
                 metrics = score(
                     outcome["cam2world"],
                     outcome["registered"],
