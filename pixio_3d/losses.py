@@ -336,7 +336,7 @@ class ReconstructionLossConfig:
     quaternion_weight: float = 0.1
     translation_weight: float = 0.1
     scale_weight: float = 0.1
-    match_weight: float = 0.1  # only for models with pose_matching
+    match_weight: float = 1.0  # only for models with pose_matching
     robust_alpha: float = 0.5
     robust_scale: float = 0.05
     confidence_alpha: float = 0.2

@@ -21,8 +21,9 @@ Pipeline for ``V`` views of ``B`` scenes:
    (residual convs + average pooling + MLP) gives a quaternion and a translation per view; an MLP
    on the scale token gives the metric scale factor (``exp``).
 6. With ``pose_matching`` (the default) the pose head's input also gets, per patch, an embedding
-   of its soft match in view 0: each view's encoder tokens (or, with ``match_features="trunk"``,
-   its final trunk tokens) are projected (identity at init),
+   of its soft match in view 0: each view's final trunk tokens (``match_features="trunk"``, the
+   default) or frozen encoder tokens (``"encoder"``, checkpoints from before the option) are
+   projected (identity at init),
    centred over the view and compared by cosine with view 0's; a softmax gives the expected
    matching position, whose offset from the patch's own position (a flow field) and the match
    peak are embedded and added. Without it, pose regression from pooled trunk tokens did not
@@ -89,7 +90,7 @@ class ReconstructionConfig:
     frames_chunk_size: int = 8
     position_embedding: str = "sincos"  # sincos | none (checkpoints from before it: none)
     pose_matching: bool = True  # flow-to-view-0 features for the pose head (older: False)
-    match_features: str = "encoder"  # encoder (frozen patch tokens) | trunk (final trunk tokens)
+    match_features: str = "trunk"  # trunk (final trunk tokens) | encoder (frozen patch tokens)
 
     def __post_init__(self) -> None:
         if self.position_embedding not in POSITION_EMBEDDINGS:
