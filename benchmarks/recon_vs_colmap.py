@@ -403,10 +403,12 @@ def main() -> None:
     for config in model_configs:
         if config not in MODEL_CONFIGS:
             raise SystemExit(f"unknown model config {config!r}; choose from {MODEL_CONFIGS}")
+    from pixio_3d.pose_solver import POSE_SOLVERS
+
     pose_solvers = [s for s in args.pose_solvers.split(",") if s]
     for solver in pose_solvers:
-        if solver not in ("head", "matches"):
-            raise SystemExit(f"unknown pose solver {solver!r}; choose from head, matches")
+        if solver not in POSE_SOLVERS:
+            raise SystemExit(f"unknown pose solver {solver!r}; choose from {POSE_SOLVERS}")
     if min(view_counts) < 2:
         raise SystemExit("--views must all be >= 2 (pose metrics score view pairs)")
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported

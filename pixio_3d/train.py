@@ -53,13 +53,11 @@ from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 from pixio_core.precision import autocast
 
 IGNORE_INDEX = 255
+LABEL_MODES = ("shape", "object_id")
 
 
 class CheckpointMismatchError(ValueError):
     """The run folder holds a checkpoint of another model configuration."""
-
-
-LABEL_MODES = ("shape", "object_id")
 
 
 # ------------------------------------------------------------------------------ data

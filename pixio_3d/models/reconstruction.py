@@ -195,7 +195,7 @@ class ReconstructionModel(nn.Module):
         )
         self.pose_head = PoseHead(width, config.pose_hidden_dim)
         if config.pose_matching:
-            # matching starts from the encoder's own token similarity (identity projection)
+            # matching starts from the matched tokens' own similarity (identity projection)
             match_dim = token_dim if config.match_features == "encoder" else width
             self.match_proj = nn.Linear(match_dim, match_dim)
             nn.init.eye_(self.match_proj.weight)
@@ -360,8 +360,9 @@ class ReconstructionModel(nn.Module):
     def _match_to_reference(
         self, tokens: torch.Tensor, grid: tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Soft matches of every view's encoder patch tokens ``(B, V, h*w, D)`` in view 0 (through a
-        learnable projection that starts as the identity).
+        """Soft matches of every view's patch tokens ``(B, V, h*w, D)`` (the encoder's or the
+        trunk's, see ``match_features``) in view 0, through a learnable projection that starts as
+        the identity.
 
         Returns per token the expected position of its match in view 0 minus its own position
         (normalized coordinates in [-1, 1]) and the match probability's peak, ``(B, V, h*w, 3)``,
@@ -369,8 +370,8 @@ class ReconstructionModel(nn.Module):
         the true correspondences). A flow field is what relative pose is read from; regressing
         pose from pooled tokens alone did not learn."""
         features = self.match_proj(tokens)
-        # frozen tokens share a large common component (mean cosine 0.87 between patches):
-        # centre each view's tokens so that the similarity sees what differs between patches
+        # frozen encoder tokens share a large common component (mean cosine 0.87 between
+        # patches): centre each view's tokens so that the similarity sees what differs between patches
         features = F.normalize(features - features.mean(dim=-2, keepdim=True), dim=-1)
         scale = self.match_logit_scale.exp().clamp(max=100.0)
         similarity = scale * features @ features[:, :1].transpose(-1, -2)  # (B, V, P, P)
