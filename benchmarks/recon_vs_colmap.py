@@ -187,7 +187,8 @@ def run_model(
     pose_solver: str = "head",
 ) -> dict[str, Any]:
     """``infer`` on the views (resized to ``size = (W, H)`` with ``K`` scaled, if given), poses
-    from the model's ``pose_solver`` (see :meth:`ReconstructionModel.infer`)."""
+    from the model's ``pose_solver`` (see :meth:`ReconstructionModel.infer`). The ``features``
+    solver takes its keypoints from the scene's images at their own size (COLMAP's input)."""
     import torch
     import torch.nn.functional as F
 
@@ -206,15 +207,16 @@ def run_model(
     )
     images = ((rgb.clamp(0, 1) - mean) / std)[None]
     intrinsics = intrinsics[None] if config == "known" else None
+    photos = [list(scene["rgb"])] if pose_solver == "features" else None
     with torch.inference_mode(), PeakMemory() as memory:
         start = time.perf_counter()
-        output = model.infer(images, intrinsics, pose_solver=pose_solver)
+        output = model.infer(images, intrinsics, pose_solver=pose_solver, photos=photos)
         cold = time.perf_counter() - start
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            model.infer(images, intrinsics, pose_solver=pose_solver)
+            model.infer(images, intrinsics, pose_solver=pose_solver, photos=photos)
             times.append(time.perf_counter() - start)
     views = scene["rgb"].shape[0]
     return {
@@ -371,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pose-solvers",
         default="head",
-        help="comma-separated model pose solvers: head, matches (methods pixio-<config>[-matches])",
+        help="comma-separated model pose solvers: head, matches, features "
+        "(methods pixio-<config>[-<solver>])",
     )
     parser.add_argument(
         "--no-contrast-stretch",

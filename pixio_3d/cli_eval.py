@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pose-solver",
         choices=POSE_SOLVERS,
         default="head",
-        help="reconstruction: head (regressed poses) | matches (rigid fit at the model's matches)",
+        help="reconstruction: head (regressed poses) | matches (rigid fit at the model's "
+        "matches) | features (SIFT two-view geometry + the model's depth)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     return parser

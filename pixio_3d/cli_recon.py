@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from pixio_3d.pose_solver import POSE_SOLVERS
+
 DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
 
 
@@ -79,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="known focal length in pixels of the original photos (principal point centred)",
     )
     parser.add_argument(
+        "--pose-solver",
+        choices=POSE_SOLVERS,
+        default="head",
+        help="cameras from: head (the model's pose head) | matches (rigid fit at the model's "
+        "patch matches) | features (SIFT two-view geometry, translation lengths from the "
+        "model's depth, head poses for views it cannot place)",
+    )
+    parser.add_argument(
         "--original-depth",
         action="store_true",
         help="also write depth_original/: depth maps at each original photo's resolution",
@@ -141,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             long_side=args.long_side,
             min_side=args.min_side,
             focal_px=args.focal_px,
+            pose_solver=args.pose_solver,
             original_depth=args.original_depth,
             checkpoint=str(checkpoint),
             progress=not args.no_progress,

@@ -38,6 +38,8 @@ import numpy as np
 import pycolmap
 from PIL import Image
 
+from pixio_3d.pose_solver import stretch_contrast
+
 COLMAP_SETTINGS = ("default", "sparse", "tuned")
 DATABASE_NAME = "database.db"
 SPARSE_MAPPER = {
@@ -46,21 +48,7 @@ SPARSE_MAPPER = {
     "abs_pose_min_inlier_ratio": 0.15,
 }
 TUNED_SIFT = {"peak_threshold": 0.004, "estimate_affine_shape": True, "domain_size_pooling": True}
-STRETCH_PERCENTILES = (1.0, 99.0)
 PNG_COMPRESSION = 0  # scratch copies for COLMAP: speed over size
-
-
-def stretch_contrast(image: np.ndarray) -> np.ndarray:
-    """Map the 1st..99th intensity percentiles of ``image (H, W, 3)`` uint8 to 0..255 (uint8).
-
-    SIFT drops keypoints below a fixed contrast; dark, low-contrast images (the MuJoCo renders
-    average ~50/255) keep few. A photographer would fix the exposure; this does the same.
-    """
-    low, high = np.percentile(image, STRETCH_PERCENTILES)
-    if high - low < 1:
-        return image.copy()
-    scaled = (image.astype(np.float32) - low) * (255.0 / (high - low))
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
 
 
 def _check_intrinsics(known_intrinsics: Any, num_views: int) -> np.ndarray | None:

@@ -1,4 +1,6 @@
-"""Camera poses from the model's own patch matches and camera-frame points (no pose head).
+"""Camera poses from matches instead of the pose head: ``matches`` and ``features``.
+
+``matches``: camera poses from the model's own patch matches and camera-frame points.
 
 For every view ``v >= 1`` and every patch, the pose-matching logits give its best match in view 0
 (mutual nearest neighbours only, when there are enough of them); the model's camera-frame points
@@ -10,16 +12,34 @@ uses depth and matches, the two outputs that are supervised per pixel / per patc
 pose regressed from pooled features.
 
 Views with fewer than ``MIN_MATCHES`` usable matches keep the pose they were given (the head's).
+
+``features`` (a hybrid of classical two-view geometry and the network): SIFT keypoints
+(pycolmap) of every view, mutual nearest-neighbour matches with Lowe's ratio test for every view
+pair, and an essential matrix per pair (pycolmap's LO-RANSAC, with the known or predicted
+intrinsics) give relative rotations and translation directions that do not depend on the
+predicted depth. The predicted depth fixes each pair's translation length (median ratio of the
+predicted z-depth to the triangulated one at the inliers), so all pairs share the network's
+metric scale. A maximum spanning tree of the view graph (edge weight: inlier count, edges with
+fewer than ``MIN_INLIERS`` dropped), grown from view 0, chains the relative poses; views it does
+not reach keep the head's pose. Keypoints can come from higher-resolution copies of the views
+(``photos``), as COLMAP would use them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import torch
 
 from pixio_3d.geometry import patch_centres, umeyama
 
 MIN_MATCHES = 6
-POSE_SOLVERS = ("head", "matches")  # ReconstructionModel.infer(pose_solver=...)
+POSE_SOLVERS = ("head", "matches", "features")  # ReconstructionModel.infer(pose_solver=...)
+MIN_INLIERS = 15  # essential-matrix inliers for a view pair to join the view graph
+STRETCH_PERCENTILES = (1.0, 99.0)
 
 
 def poses_from_matches(
@@ -72,3 +92,281 @@ def poses_from_matches(
             poses[b, v, :3, 3] = translation
             used[b, v] = count
     return poses, used
+
+
+# ------------------------------------------------------------------------------ features
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Settings of the ``features`` pose solver.
+
+    ``max_features`` SIFT keypoints per view; ``ratio`` Lowe's ratio test on descriptor angles;
+    ``max_error`` RANSAC inlier threshold in pixels of the keypoint images; ``min_inliers`` per
+    view pair; ``min_trials``/``max_trials`` bound the RANSAC iterations; ``seed`` makes RANSAC
+    reproducible.
+
+    The defaults were chosen on 8 generated scenes at 256x192 (seed 2000, not a benchmark
+    scene) with true depth and intrinsics: a 1 px threshold instead of COLMAP's 4 px raised
+    AUC@5 from 0.73 / 0.69 / 0.55 to 1.00 / 0.93 / 0.80 at 2 / 4 / 8 neighbouring ring views;
+    at most 2,000 RANSAC trials instead of COLMAP's 100,000 gave 0.90 / 0.94 / 0.80 in 40 % of
+    the time.
+    """
+
+    max_features: int = 4096
+    ratio: float = 0.8
+    max_error: float = 1.0
+    min_inliers: int = MIN_INLIERS
+    min_trials: int = 100
+    max_trials: int = 2000
+    seed: int = 0
+
+
+def stretch_contrast(image: np.ndarray) -> np.ndarray:
+    """Map the 1st..99th intensity percentiles of ``image (H, W, 3)`` uint8 to 0..255 (uint8).
+
+    SIFT drops keypoints below a fixed contrast; dark, low-contrast images (the MuJoCo renders
+    average ~50/255) keep few. A photographer would fix the exposure; this does the same.
+    """
+    low, high = np.percentile(image, STRETCH_PERCENTILES)
+    if high - low < 1:
+        return image.copy()
+    scaled = (image.astype(np.float32) - low) * (255.0 / (high - low))
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
+def sift_extractor(max_features: int = 4096) -> Any:
+    """pycolmap's CPU SIFT extractor (COLMAP's default options) for :func:`sift_features`."""
+    import pycolmap
+
+    options = pycolmap.FeatureExtractionOptions()
+    options.sift.max_num_features = int(max_features)
+    return pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+
+
+def sift_features(
+    photo: np.ndarray, extractor: Any = None, contrast_stretch: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT keypoints ``(N, 2)`` float64 (pixels, corner origin, pixel centres at +0.5, COLMAP's
+    convention) and L2-normalised descriptors ``(N, 128)`` float32 of an RGB or gray uint8 image
+    (``extractor``: from :func:`sift_extractor`, default a new one). ``contrast_stretch`` maps
+    the 1st..99th intensity percentiles to 0..255 first, as the COLMAP baseline does (SIFT
+    drops low-contrast keypoints)."""
+    photo = np.asarray(photo)
+    if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
+        raise ValueError(
+            f"photo must be a (H, W) or (H, W, 3) uint8 array, got {photo.dtype} {photo.shape}"
+        )
+    photo = stretch_contrast(photo) if contrast_stretch else photo
+    if photo.ndim == 3:
+        if photo.shape[2] != 3:
+            raise ValueError(f"photo must have 3 channels, got shape {photo.shape}")
+        gray = photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        photo = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    extractor = extractor if extractor is not None else sift_extractor()
+    keypoints, descriptors = extractor.extract_from_uint8_array(np.ascontiguousarray(photo))
+    points = np.array([(k.x, k.y) for k in keypoints], np.float64).reshape(-1, 2)
+    vectors = np.asarray(descriptors.data, dtype=np.float32).reshape(len(points), -1)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return points, vectors / np.maximum(norms, 1e-12)
+
+
+def match_descriptors(first: np.ndarray, second: np.ndarray, ratio: float = 0.8) -> np.ndarray:
+    """Mutual nearest neighbours passing Lowe's ratio test (on descriptor angles): ``(M, 2)``
+    index pairs into ``first`` and ``second`` (unit-norm descriptors)."""
+    if len(first) < 2 or len(second) < 2:
+        return np.zeros((0, 2), np.int64)
+    similarity = torch.from_numpy(first) @ torch.from_numpy(second).T
+    top = similarity.topk(2, dim=1)
+    best = top.indices[:, 0]
+    mutual = similarity.argmax(dim=0)[best] == torch.arange(len(first))
+    angles = torch.acos(top.values.clamp(-1.0, 1.0))
+    keep = torch.nonzero(mutual & (angles[:, 0] < ratio * angles[:, 1]))[:, 0]
+    return torch.stack([keep, best[keep]], dim=1).numpy().astype(np.int64)
+
+
+def _pinhole(intrinsics: np.ndarray, width: int, height: int):
+    import pycolmap
+
+    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    return pycolmap.Camera(model="PINHOLE", width=width, height=height, params=[fx, fy, cx, cy])
+
+
+def triangulated_depth(
+    points1: np.ndarray,
+    points2: np.ndarray,
+    intrinsics1: np.ndarray,
+    intrinsics2: np.ndarray,
+    cam2_from_cam1: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoint triangulation: z-depths in camera 1 and camera 2 of matched pixels ``(M, 2)``
+    (NaN where the rays are parallel), in the units of ``cam2_from_cam1``'s translation."""
+    rotation, translation = cam2_from_cam1[:3, :3], cam2_from_cam1[:3, 3]
+    ones = np.ones((len(points1), 1))
+    ray1 = np.hstack([points1, ones]) @ np.linalg.inv(intrinsics1).T  # z = 1, camera 1
+    ray2 = np.hstack([points2, ones]) @ np.linalg.inv(intrinsics2).T  # z = 1, camera 2
+    ray2_in_1 = ray2 @ rotation  # R^T r2
+    centre2 = -rotation.T @ translation
+    # s * ray1 - u * ray2_in_1 = centre2 in least squares
+    aa = (ray1 * ray1).sum(1)
+    ab = (ray1 * ray2_in_1).sum(1)
+    bb = (ray2_in_1 * ray2_in_1).sum(1)
+    ac = ray1 @ centre2
+    bc = ray2_in_1 @ centre2
+    det = ab * ab - aa * bb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(np.abs(det) > 1e-12, (ab * bc - ac * bb) / det, np.nan)
+        u = np.where(np.abs(det) > 1e-12, (aa * bc - ab * ac) / det, np.nan)
+    return s, u  # ray1 and ray2 have z = 1, so the ray parameters are the z-depths
+
+
+def _sample_depth(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``depth (H, W)`` at continuous pixel positions (nearest pixel; NaN outside)."""
+    cols = np.floor(pixels[:, 0]).astype(np.int64)
+    rows = np.floor(pixels[:, 1]).astype(np.int64)
+    inside = (cols >= 0) & (cols < depth.shape[1]) & (rows >= 0) & (rows < depth.shape[0])
+    out = np.full(len(pixels), np.nan)
+    out[inside] = depth[rows[inside], cols[inside]]
+    return out
+
+
+def relative_pose(
+    points1: np.ndarray,
+    points2: np.ndarray,
+    intrinsics1: np.ndarray,
+    intrinsics2: np.ndarray,
+    image_size: tuple[int, int],
+    settings: FeatureSettings = FeatureSettings(),
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Essential-matrix pose of a view pair from matched pixels ``(M, 2)``: ``cam2_from_cam1
+    (4, 4)`` with a unit translation and the inlier mask ``(M,)``, or None (fewer than
+    ``settings.min_inliers`` inliers). ``image_size`` is the keypoint images' ``(width,
+    height)``."""
+    import pycolmap
+
+    if len(points1) < max(settings.min_inliers, 5):
+        return None
+    options = pycolmap.RANSACOptions()
+    options.max_error = settings.max_error
+    options.random_seed = settings.seed
+    options.min_num_trials = settings.min_trials
+    options.max_num_trials = settings.max_trials
+    result = pycolmap.estimate_essential_matrix(
+        points1,
+        points2,
+        _pinhole(intrinsics1, *image_size),
+        _pinhole(intrinsics2, *image_size),
+        options,
+    )
+    if result is None or int(result["num_inliers"]) < settings.min_inliers:
+        return None
+    pose = np.eye(4)
+    pose[:3] = result["cam2_from_cam1"].matrix()
+    return pose, np.asarray(result["inlier_mask"], dtype=bool)
+
+
+def relative_pose_from_features(
+    features1: tuple[np.ndarray, np.ndarray],
+    features2: tuple[np.ndarray, np.ndarray],
+    intrinsics1: np.ndarray,
+    intrinsics2: np.ndarray,
+    image_size: tuple[int, int],
+    settings: FeatureSettings = FeatureSettings(),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`relative_pose` of two views' keypoints and descriptors (matched with
+    :func:`match_descriptors`): ``cam2_from_cam1`` and the inlier keypoints ``(n, 2)`` of both
+    views, or None."""
+    matches = match_descriptors(features1[1], features2[1], settings.ratio)
+    points1, points2 = features1[0][matches[:, 0]], features2[0][matches[:, 1]]
+    found = relative_pose(points1, points2, intrinsics1, intrinsics2, image_size, settings)
+    if found is None:
+        return None
+    pose, inliers = found
+    return pose, points1[inliers], points2[inliers]
+
+
+def poses_from_features(
+    photos: Sequence[np.ndarray],
+    intrinsics: torch.Tensor,
+    depth_z: torch.Tensor,
+    fallback: torch.Tensor,
+    settings: FeatureSettings = FeatureSettings(),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-to-world poses ``(V, 4, 4)`` of one scene from SIFT two-view geometry, and per view
+    the inlier count of the view-graph edge that placed it (0 for view 0, the reference, and for
+    views that kept their ``fallback`` pose).
+
+    Args:
+        photos: ``V`` uint8 images ``(H', W', 3)`` framing the views exactly (any common size of
+            the views' aspect ratio, e.g. the originals before resizing for the network).
+        intrinsics: ``(V, 3, 3)`` of the views at the network's size ``(H, W)``.
+        depth_z: ``(V, H, W)`` the network's z-depth (sets the translation lengths).
+        fallback: ``(V, 4, 4)`` poses kept for views the view graph does not reach.
+    """
+    views, height, width = depth_z.shape
+    if len(photos) != views:
+        raise ValueError(f"{len(photos)} photos for {views} views")
+    photo_height, photo_width = np.asarray(photos[0]).shape[:2]
+    if any(np.asarray(p).shape[:2] != (photo_height, photo_width) for p in photos):
+        raise ValueError("all photos of a scene must have the same size")
+    if abs(photo_width / photo_height - width / height) > 0.01 * width / height:
+        raise ValueError(
+            f"photos of {photo_width}x{photo_height} do not frame views of {width}x{height} "
+            "(aspect ratios differ)"
+        )
+    extractor = sift_extractor(settings.max_features)
+    features = [sift_features(p, extractor) for p in photos]
+    return poses_from_keypoints(
+        features, (photo_width, photo_height), intrinsics, depth_z, fallback, settings
+    )
+
+
+def poses_from_keypoints(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    image_size: tuple[int, int],
+    intrinsics: torch.Tensor,
+    depth_z: torch.Tensor,
+    fallback: torch.Tensor,
+    settings: FeatureSettings = FeatureSettings(),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`poses_from_features` on given keypoints and unit descriptors per view, found in
+    images of ``image_size = (W', H')`` that frame the views of ``depth_z (V, H, W)``."""
+    views, height, width = depth_z.shape
+    to_photo = np.diag([image_size[0] / width, image_size[1] / height, 1.0])
+    k_photo = to_photo @ intrinsics.detach().double().cpu().numpy()
+    depth = depth_z.detach().double().cpu().numpy()
+    pairs = {}
+    for i in range(views):
+        for j in range(i + 1, views):
+            matches = match_descriptors(features[i][1], features[j][1], settings.ratio)
+            pairs[(i, j)] = (features[i][0][matches[:, 0]], features[j][0][matches[:, 1]])
+    edges: list[tuple[int, int, int, np.ndarray]] = []  # (inliers, i, j, cam_j_from_cam_i)
+    for (i, j), (points_i, points_j) in pairs.items():
+        found = relative_pose(points_i, points_j, k_photo[i], k_photo[j], image_size, settings)
+        if found is None:
+            continue
+        pose, inliers = found
+        points_i, points_j = points_i[inliers], points_j[inliers]
+        z_i, z_j = triangulated_depth(points_i, points_j, k_photo[i], k_photo[j], pose)
+        network_z = _sample_depth(depth[i], points_i / np.diag(to_photo)[:2])
+        usable = (z_i > 0) & (z_j > 0) & np.isfinite(network_z) & (network_z > 0)
+        if usable.sum() < MIN_MATCHES:
+            continue
+        pose[:3, 3] *= np.median(network_z[usable] / z_i[usable])
+        edges.append((len(points_i), i, j, pose))
+    cam2world = {0: np.eye(4)}
+    placed_by = np.zeros(views, np.int64)
+    while True:  # Prim: the strongest edge from the placed views to a new one
+        frontier = [e for e in edges if (e[1] in cam2world) != (e[2] in cam2world)]
+        if not frontier:
+            break
+        inliers, i, j, j_from_i = max(frontier, key=lambda e: e[0])
+        if i in cam2world:
+            cam2world[j] = cam2world[i] @ np.linalg.inv(j_from_i)
+            placed_by[j] = inliers
+        else:
+            cam2world[i] = cam2world[j] @ j_from_i
+            placed_by[i] = inliers
+    poses = fallback.detach().clone()
+    for view, pose in cam2world.items():
+        if view > 0:
+            poses[view] = torch.from_numpy(pose).to(poses)
+    return poses, torch.from_numpy(placed_by)

@@ -78,10 +78,14 @@ STAGES = ("load photos", "model", "maps", "point cloud", "glb", "colmap", "nerfs
 
 
 def predict_views(
-    model: ReconstructionModel, images: torch.Tensor, intrinsics: torch.Tensor | None = None
+    model: ReconstructionModel,
+    images: torch.Tensor,
+    intrinsics: torch.Tensor | None = None,
+    pose_solver: str = "head",
 ) -> dict[str, np.ndarray]:
     """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
-    ``intrinsics (V, 3, 3)`` (working pixels). Returns the outputs of
+    ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (see
+    :meth:`ReconstructionModel.infer`). Returns the outputs of
     :meth:`ReconstructionModel.infer` for that scene as float64 numpy arrays without the batch
     axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
     """
@@ -95,7 +99,7 @@ def predict_views(
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     normalized = ((images.to(device) - mean) / std)[None]
     known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
-    outputs = model.infer(normalized, known)
+    outputs = model.infer(normalized, known, pose_solver=pose_solver)
     return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}
 
 
@@ -241,6 +245,7 @@ def reconstruct_photos(
     long_side: int = 512,
     min_side: int = 32,
     focal_px: float | None = None,
+    pose_solver: str = "head",
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
@@ -266,6 +271,9 @@ def reconstruct_photos(
         focal_px: known focal length in pixels of the original photos (principal point at each
             photo's centre); it conditions the model and fixes the cameras. Without it the
             intrinsics are fitted to the predicted rays.
+        pose_solver: where the cameras come from: ``head``, ``matches`` or ``features`` (see
+            :meth:`ReconstructionModel.infer`; ``features`` finds SIFT keypoints in the working
+            views).
         original_depth: also write ``depth_original/``: each depth map resampled onto its
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
@@ -311,7 +319,10 @@ def reconstruct_photos(
         with timed("model"):
             given = None if focal_px is None else _working_intrinsics(photos, focal_px)
             prediction = predict_views(
-                model, photos.images, None if given is None else torch.from_numpy(given)
+                model,
+                photos.images,
+                None if given is None else torch.from_numpy(given),
+                pose_solver=pose_solver,
             )
             if given is not None:
                 prediction["intrinsics"] = given  # exactly the given ones, not float32 copies
@@ -382,6 +393,7 @@ def reconstruct_photos(
                     height=preview_size[1],
                 )
             summary = _summary(photo_dir, out_dir, photos, stems, prediction, focal_px)
+            summary["pose_solver"] = pose_solver
             summary["outputs"] = [name for name in OUTPUT_ENTRIES if (staging / name).exists()] + [
                 "summary.json"
             ]

@@ -42,9 +42,11 @@ Images are ImageNet mean/std normalized, as the encoder contract requires.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp, build_sincos2d_pos_embed
@@ -58,8 +60,14 @@ from pixio_3d.geometry import (
     ray_directions,
     transform_points,
 )
-from pixio_3d.pose_solver import POSE_SOLVERS, poses_from_matches
+from pixio_3d.pose_solver import (
+    POSE_SOLVERS,
+    FeatureSettings,
+    poses_from_features,
+    poses_from_matches,
+)
 from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
+from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
 # Adam moves a scalar by about lr per step: at lr 5e-4 the matching temperature (a log-scale
@@ -391,6 +399,8 @@ class ReconstructionModel(nn.Module):
         images: torch.Tensor,
         intrinsics: torch.Tensor | None = None,
         pose_solver: str = "head",
+        photos: Sequence[Sequence[np.ndarray]] | None = None,
+        feature_settings: FeatureSettings | None = None,
     ) -> dict[str, torch.Tensor]:
         """Metric reconstruction of ``B`` scenes of ``V`` views each (no gradients).
 
@@ -401,7 +411,14 @@ class ReconstructionModel(nn.Module):
             pose_solver: ``head`` (the pose head's poses) or ``matches`` (a robust rigid fit of
                 each view's camera-frame points to view 0's at the pose-matching matches, see
                 :mod:`pixio_3d.pose_solver`; needs ``pose_matching``; views with too few matches
-                keep the head's pose).
+                keep the head's pose), or ``features`` (SIFT two-view geometry chained over a
+                view graph, translation lengths from the predicted depth; views it cannot
+                place keep the head's pose; see :mod:`pixio_3d.pose_solver`).
+            photos: for ``features`` only: per scene the ``V`` uint8 ``(H', W', 3)`` images the
+                keypoints come from, framing the views exactly (e.g. the photos at a higher
+                resolution than the network's); default: the views themselves. Without known
+                ``intrinsics`` the predicted ones are used.
+            feature_settings: for ``features`` only (default :class:`FeatureSettings()`).
 
         Returns (MapAnything's key names; metric units; world = camera of view 0):
         ``pts3d (B, V, H, W, 3)`` world points, ``pts3d_cam (B, V, H, W, 3)`` camera-frame points,
@@ -419,11 +436,32 @@ class ReconstructionModel(nn.Module):
         if intrinsics is not None:
             raw["ray_directions"] = ray_directions(intrinsics.to(raw["conf"]), height, width)
         out = compose_geometry(raw, intrinsics)
-        if pose_solver == "matches":
-            grid = (height // self.patch_size, width // self.patch_size)
-            poses, _ = poses_from_matches(
-                out["pts3d_cam"], raw["match_logits"], out["camera_poses"], grid
-            )
+        if pose_solver != "head":
+            if pose_solver == "matches":
+                grid = (height // self.patch_size, width // self.patch_size)
+                poses, _ = poses_from_matches(
+                    out["pts3d_cam"], raw["match_logits"], out["camera_poses"], grid
+                )
+            else:
+                if photos is None:
+                    photos = [_uint8_views(scene) for scene in images]
+                if len(photos) != images.shape[0]:
+                    raise ValueError(
+                        f"photos for {len(photos)} scenes, images of {images.shape[0]}"
+                    )
+                settings = feature_settings or FeatureSettings()
+                poses = torch.stack(
+                    [
+                        poses_from_features(
+                            scene_photos,
+                            out["intrinsics"][b],
+                            out["depth_z"][b],
+                            out["camera_poses"][b],
+                            settings,
+                        )[0]
+                        for b, scene_photos in enumerate(photos)
+                    ]
+                )
             quats, trans = quaternion_translation_from_pose(poses)
             out.update(
                 camera_poses=poses,
@@ -432,6 +470,14 @@ class ReconstructionModel(nn.Module):
                 pts3d=transform_points(poses, out["pts3d_cam"]),
             )
         return out
+
+
+def _uint8_views(images: torch.Tensor) -> list[np.ndarray]:
+    """``(V, 3, H, W)`` ImageNet-normalized views -> ``V`` uint8 ``(H, W, 3)`` arrays."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    pixels = ((images.float() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
 
 
 def compose_geometry(
