@@ -83,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pose-solver",
         choices=POSE_SOLVERS,
-        default="head",
-        help="cameras from: head (the model's pose head) | matches (rigid fit at the model's "
-        "patch matches) | features (SIFT two-view geometry, translation lengths from the "
-        "model's depth, head poses for views it cannot place)",
+        default="features",
+        help="cameras from: features (default: SIFT two-view geometry, translation lengths "
+        "from the model's depth, head poses for views it cannot place) | head (the model's "
+        "pose head alone) | matches (rigid fit at the model's patch matches)",
     )
     parser.add_argument(
         "--original-depth",
@@ -104,6 +104,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['message']} at {size['width']}x{size['height']}")
     if summary["mode"] == "monocular":
         print("note: single photo -> monocular depth (no multi-view geometry)")
+    if summary["mode"] != "monocular" and summary["pose_solver"] != "head":
+        placed = sum(1 for photo in summary["photos"][1:] if photo.get("pose_support", 0) > 0)
+        print(
+            f"cameras: {placed} of {summary['num_views'] - 1} views posed by "
+            f"{summary['pose_solver']}, the others by the pose head"
+        )
     for skipped in summary["skipped"]:
         print(f"skipped {skipped['path']}: {skipped['reason']}")
     counts = summary["point_cloud"]["counts"]

@@ -28,6 +28,9 @@ Cameras, depth and confidence are at the **working resolution** (the views in ``
 ``summary.json`` also gives each photo's intrinsics mapped back to the upright original photo
 (:meth:`PhotoTransform.intrinsics_to_original`) and the crop/scale that links the two. Poses are
 OpenCV camera-to-world in the frame of the first photo; units are the model's metric guess.
+By default they come from SIFT two-view geometry in the working views with translation lengths
+from the model's depth (``pose_solver="features"``); ``summary["pose_solver"]`` says which solver
+ran, and each photo's ``pose_support`` how many inliers placed it (0: the pose head's camera).
 
 One photo falls back to monocular depth: the reconstruction model runs on that single view (its
 camera is the identity) and ``summary["mode"]`` is ``"monocular"``. Nothing already in
@@ -245,7 +248,7 @@ def reconstruct_photos(
     long_side: int = 512,
     min_side: int = 32,
     focal_px: float | None = None,
-    pose_solver: str = "head",
+    pose_solver: str = "features",
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
@@ -271,9 +274,10 @@ def reconstruct_photos(
         focal_px: known focal length in pixels of the original photos (principal point at each
             photo's centre); it conditions the model and fixes the cameras. Without it the
             intrinsics are fitted to the predicted rays.
-        pose_solver: where the cameras come from: ``head``, ``matches`` or ``features`` (see
-            :meth:`ReconstructionModel.infer`; ``features`` finds SIFT keypoints in the working
-            views).
+        pose_solver: where the cameras come from: ``features`` (the default: SIFT two-view
+            geometry in the working views, the network's depth for the translation lengths and
+            its pose head for views that geometry cannot place), ``head`` or ``matches`` (see
+            :meth:`ReconstructionModel.infer`).
         original_depth: also write ``depth_original/``: each depth map resampled onto its
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
@@ -526,6 +530,8 @@ def _summary(
                 "cam2world": prediction["camera_poses"][view].tolist(),
             }
         )
+        if "pose_support" in prediction:
+            per_photo[-1]["pose_support"] = int(prediction["pose_support"][view])
     return {
         "mode": mode,
         "message": message,

@@ -425,7 +425,10 @@ class ReconstructionModel(nn.Module):
         ``ray_directions (B, V, H, W, 3)``, ``depth_along_ray (B, V, H, W)``,
         ``depth_z (B, V, H, W)``, ``camera_poses (B, V, 4, 4)`` camera-to-world,
         ``cam_quats (B, V, 4)``, ``cam_trans (B, V, 3)``, ``intrinsics (B, V, 3, 3)``,
-        ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``.
+        ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``; with ``matches`` or
+        ``features`` also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the
+        view-graph edge (``features``) behind each view's pose, 0 where the head's pose was kept
+        (and for view 0).
         """
         if pose_solver not in POSE_SOLVERS:
             raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
@@ -439,7 +442,7 @@ class ReconstructionModel(nn.Module):
         if pose_solver != "head":
             if pose_solver == "matches":
                 grid = (height // self.patch_size, width // self.patch_size)
-                poses, _ = poses_from_matches(
+                poses, support = poses_from_matches(
                     out["pts3d_cam"], raw["match_logits"], out["camera_poses"], grid
                 )
             else:
@@ -450,20 +453,21 @@ class ReconstructionModel(nn.Module):
                         f"photos for {len(photos)} scenes, images of {images.shape[0]}"
                     )
                 settings = feature_settings or FeatureSettings()
-                poses = torch.stack(
-                    [
-                        poses_from_features(
-                            scene_photos,
-                            out["intrinsics"][b],
-                            out["depth_z"][b],
-                            out["camera_poses"][b],
-                            settings,
-                        )[0]
-                        for b, scene_photos in enumerate(photos)
-                    ]
-                )
+                solved = [
+                    poses_from_features(
+                        scene_photos,
+                        out["intrinsics"][b],
+                        out["depth_z"][b],
+                        out["camera_poses"][b],
+                        settings,
+                    )
+                    for b, scene_photos in enumerate(photos)
+                ]
+                poses = torch.stack([scene_poses for scene_poses, _ in solved])
+                support = torch.stack([placed for _, placed in solved]).to(poses.device)
             quats, trans = quaternion_translation_from_pose(poses)
             out.update(
+                pose_support=support,
                 camera_poses=poses,
                 cam_quats=quats,
                 cam_trans=trans,

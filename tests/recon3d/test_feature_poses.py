@@ -219,6 +219,8 @@ def test_infer_with_the_feature_solver(rendered):
     rotation, _ = errors_deg(solved["camera_poses"][0], gt)
     head_rotation, _ = errors_deg(head["camera_poses"][0], gt)
     assert rotation[:3].max() < 2.0 < head_rotation[:3].max()  # pairs (0, 1), (0, 2), (0, 3)
+    support = solved["pose_support"][0]
+    assert "pose_support" not in head and support[0] == 0 and bool((support[1:] >= 15).all())
     # without photos the keypoints come from the (128x96) views themselves: it runs
     low = model.infer(x, intrinsics, pose_solver="features")
     assert low["camera_poses"].shape == (1, 4, 4, 4)

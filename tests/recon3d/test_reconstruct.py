@@ -102,7 +102,9 @@ def result(tmp_path_factory, renders, model):
 def test_outputs_are_readable_by_the_real_libraries(result, model):
     photos, out, summary = result
     assert summary["mode"] == "multi_view" and summary["num_views"] == 4
-    assert summary["pose_solver"] == "head"
+    assert summary["pose_solver"] == "features"
+    assert all(photo["pose_support"] >= 0 for photo in summary["photos"])
+    assert summary["photos"][0]["pose_support"] == 0  # the reference camera
     assert {s["path"].rsplit("/", 1)[1] for s in summary["skipped"]} == {"notes.txt", "broken.jpg"}
     assert json.loads((out / "summary.json").read_text()) == summary
 
@@ -223,10 +225,10 @@ def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, check
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
-    recon_main(common + ["--voxel-size", "0.05", "--overwrite", "--pose-solver", "features"])
+    recon_main(common + ["--voxel-size", "0.05", "--overwrite", "--pose-solver", "head"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["point_cloud"]["voxel_size"] == 0.05
-    assert summary["pose_solver"] == "features"
+    assert summary["pose_solver"] == "head"
     assert (out / "my_notes.md").read_text() == "mine"  # other files are left alone
 
 
