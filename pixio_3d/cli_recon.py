@@ -106,9 +106,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         print("note: single photo -> monocular depth (no multi-view geometry)")
     if summary["mode"] != "monocular" and summary["pose_solver"] != "head":
         placed = sum(1 for photo in summary["photos"][1:] if photo.get("pose_support", 0) > 0)
+        others = summary["num_views"] - 1 - placed
         print(
-            f"cameras: {placed} of {summary['num_views'] - 1} views posed by "
-            f"{summary['pose_solver']}, the others by the pose head"
+            f"cameras: {placed} of {summary['num_views'] - 1} views (besides the first) posed by "
+            f"{summary['pose_solver']}" + (f", {others} by the pose head" if others else "")
         )
     for skipped in summary["skipped"]:
         print(f"skipped {skipped['path']}: {skipped['reason']}")
