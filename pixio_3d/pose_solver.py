@@ -134,11 +134,13 @@ def stretch_contrast(image: np.ndarray) -> np.ndarray:
 
 
 def sift_extractor(max_features: int = 4096) -> Any:
-    """pycolmap's CPU SIFT extractor (COLMAP's default options) for :func:`sift_features`."""
+    """pycolmap's CPU SIFT extractor (COLMAP's default options) for :func:`sift_features`,
+    with as many threads as torch uses (``torch.get_num_threads()``)."""
     import pycolmap
 
     options = pycolmap.FeatureExtractionOptions()
     options.sift.max_num_features = int(max_features)
+    options.num_threads = torch.get_num_threads()
     return pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
 
 
