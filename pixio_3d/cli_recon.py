@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--focal-px",
         type=float,
         default=None,
-        help="known focal length in pixels of the original photos (principal point centred)",
+        help="known focal length in pixels of the original photos (principal point centred; "
+        "default: the photos' EXIF 35 mm-equivalent focal length when every photo has one)",
+    )
+    parser.add_argument(
+        "--no-exif-focal",
+        action="store_true",
+        help="ignore EXIF focal lengths: the model estimates the intrinsics",
     )
     parser.add_argument(
         "--pose-solver",
@@ -104,6 +110,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['message']} at {size['width']}x{size['height']}")
     if summary["mode"] == "monocular":
         print("note: single photo -> monocular depth (no multi-view geometry)")
+    print(f"intrinsics: {summary['intrinsics_source']}")
     if summary["mode"] != "monocular" and summary["pose_solver"] != "head":
         placed = sum(1 for photo in summary["photos"][1:] if photo.get("pose_support", 0) > 0)
         others = summary["num_views"] - 1 - placed
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             long_side=args.long_side,
             min_side=args.min_side,
             focal_px=args.focal_px,
+            exif_focal=not args.no_exif_focal,
             pose_solver=args.pose_solver,
             original_depth=args.original_depth,
             checkpoint=str(checkpoint),

@@ -17,6 +17,11 @@ size:
 ``v_out = scale * (v_orig - top)`` (continuous pixel coordinates, pixel centres at +0.5, in the
 upright original), so intrinsics estimated at the working size map back to the original photo.
 
+Each photo's focal length in pixels is also read from its EXIF ``FocalLengthIn35mmFilm`` when
+present (:func:`exif_focal_px`: the 35 mm-equivalent focal length scaled by the ratio of the
+photo's diagonal in pixels to the 35 mm frame's, 43.27 mm), for callers that want known
+intrinsics without asking the user.
+
 Files that cannot be decoded (not images, truncated, corrupt) and photos whose short side is
 below ``min_side`` pixels are skipped and listed with the reason; hidden files and sub-folders
 are ignored. No readable photo at all is an error that names the folder.
@@ -24,6 +29,7 @@ are ignored. No readable photo at all is an error that names the folder.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -35,20 +41,26 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-__all__ = ["LoadedPhotos", "PhotoTransform", "load_photos", "target_size"]
+__all__ = ["LoadedPhotos", "PhotoTransform", "exif_focal_px", "load_photos", "target_size"]
+
+EXIF_IFD = 0x8769  # the Exif sub-IFD, where cameras put the focal length tags
+FOCAL_LENGTH_35MM = 0xA405  # FocalLengthIn35mmFilm, millimetres
+FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
 
 
 @dataclass(frozen=True)
 class PhotoTransform:
     """How one photo became a view: ``u_out = scale * (u_orig - left)`` (same for v with ``top``).
 
-    ``original_size`` is ``(width, height)`` of the upright photo (EXIF orientation applied).
+    ``original_size`` is ``(width, height)`` of the upright photo (EXIF orientation applied);
+    ``exif_focal_px`` its focal length in those pixels from EXIF (:func:`exif_focal_px`).
     """
 
     original_size: tuple[int, int]
     scale: float
     left: float
     top: float
+    exif_focal_px: float | None = None  # focal length in original pixels from EXIF, if any
 
     def matrix(self) -> np.ndarray:
         """3x3 matrix ``A`` mapping homogeneous original pixel coordinates to working ones."""
@@ -127,12 +139,28 @@ def _list_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tupl
     return files, f"{len(files)} given paths"
 
 
-def _read_upright(path: Path) -> Image.Image:
-    """Decode fully (so truncated files fail here), apply EXIF orientation, convert to RGB."""
+def exif_focal_px(exif: Image.Exif, size: tuple[int, int]) -> float | None:
+    """Focal length in pixels of a photo of ``size = (width, height)`` from its EXIF
+    ``FocalLengthIn35mmFilm`` (scaled by the photo's diagonal over the 35 mm frame's, 43.27 mm;
+    exact for the photo's full field of view at any resolution), or None when the tag is
+    missing or not a positive number."""
+    value = exif.get_ifd(EXIF_IFD).get(FOCAL_LENGTH_35MM, exif.get(FOCAL_LENGTH_35MM))
+    try:
+        focal_35mm = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(focal_35mm) or focal_35mm <= 0:
+        return None
+    return focal_35mm * math.hypot(*size) / FULL_FRAME_DIAGONAL_MM
+
+
+def _read_upright(path: Path) -> tuple[Image.Image, float | None]:
+    """Decode fully (so truncated files fail here), apply EXIF orientation, convert to RGB; also
+    the EXIF focal length in pixels of the upright photo (None without one)."""
     with Image.open(path) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)
-        return upright.convert("RGB")
+        return upright.convert("RGB"), exif_focal_px(image.getexif(), upright.size)
 
 
 def load_photos(
@@ -148,11 +176,11 @@ def load_photos(
     folder and ``ValueError`` when no file is a readable photo of at least ``min_side`` pixels.
     """
     files, description = _list_files(source)
-    photos: list[tuple[Path, Image.Image, tuple[int, int], int]] = []
+    photos: list[tuple[Path, Image.Image, tuple[int, int], int, float | None]] = []
     skipped: list[tuple[Path, str]] = []
     for path in files:
         try:
-            image = _read_upright(path)
+            image, focal = _read_upright(path)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             skipped.append((path, f"unreadable image: {error}"))
             continue
@@ -160,21 +188,21 @@ def load_photos(
             skipped.append((path, f"too small: {image.size[0]}x{image.size[1]} < {min_side} px"))
             continue
         kept, factor = _shrink_for_memory(image, long_side)
-        photos.append((path, kept, image.size, factor))
+        photos.append((path, kept, image.size, factor, focal))
     if not photos:
         reasons = "; ".join(f"{p.name}: {reason}" for p, reason in skipped)
         raise ValueError(
             f"no readable photo of at least {min_side} px in {description} ({reasons})"
         )
 
-    sizes = [original for _, _, original, _ in photos]
+    sizes = [original for _, _, original, _, _ in photos]
     counts = Counter(sizes)
     most_common = max(counts.values())
     reference = next(size for size in sizes if counts[size] == most_common)
     out_width, out_height = target_size(*reference, long_side=long_side, multiple_of=multiple_of)
 
     tensors, transforms = [], []
-    for _, image, (orig_width, orig_height), factor in photos:
+    for _, image, (orig_width, orig_height), factor, focal in photos:
         scale = max(out_width / orig_width, out_height / orig_height)
         left = (orig_width - out_width / scale) / 2
         top = (orig_height - out_height / scale) / 2
@@ -188,7 +216,7 @@ def load_photos(
         resized = image.resize((out_width, out_height), Image.Resampling.BICUBIC, box=box)
         array = np.asarray(resized, dtype=np.uint8)
         tensors.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
-        transforms.append(PhotoTransform((orig_width, orig_height), scale, left, top))
+        transforms.append(PhotoTransform((orig_width, orig_height), scale, left, top, focal))
     images = torch.stack(tensors).to(torch.float32) / 255.0
     return LoadedPhotos(images, [p for p, *_ in photos], skipped, transforms)
 

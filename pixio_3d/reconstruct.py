@@ -46,7 +46,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -165,18 +165,35 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     ]
 
 
-def _working_intrinsics(photos: LoadedPhotos, focal_px: float) -> np.ndarray:
-    """``(V, 3, 3)``: focal ``focal_px`` at each original photo's centre, mapped to the views."""
-    if not focal_px > 0:
+def _working_intrinsics(photos: LoadedPhotos, focal_px: float | Sequence[float]) -> np.ndarray:
+    """``(V, 3, 3)``: focal ``focal_px`` (one for all photos or one per photo) at each original
+    photo's centre, mapped to the views."""
+    focals = [focal_px] * len(photos.transforms) if np.isscalar(focal_px) else list(focal_px)
+    if not all(f > 0 for f in focals):
         raise ValueError(
             f"focal_px must be positive (pixels of the original photos), got {focal_px}"
         )
     result = []
-    for transform in photos.transforms:
+    for transform, focal in zip(photos.transforms, focals, strict=True):
         width, height = transform.original_size
-        original = np.array([[focal_px, 0, width / 2], [0, focal_px, height / 2], [0, 0, 1]])
+        original = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
         result.append(transform.intrinsics_from_original(original))
     return np.stack(result)
+
+
+def _known_focals(
+    photos: LoadedPhotos, focal_px: float | None, exif_focal: bool
+) -> tuple[float | list[float] | None, str]:
+    """The focal lengths to condition on and where they come from: ``focal_px`` if given, else
+    every photo's EXIF focal length if all have one (and ``exif_focal``), else None."""
+    if focal_px is not None:
+        return focal_px, f"given: focal_px={focal_px}"
+    exif = [t.exif_focal_px for t in photos.transforms]
+    if exif_focal and all(f is not None for f in exif):
+        return [float(f) for f in exif], "EXIF FocalLengthIn35mmFilm of each photo"
+    missing = sum(f is None for f in exif)
+    note = f" ({missing} of {len(exif)} photos without an EXIF focal length)" if exif_focal else ""
+    return None, "fitted to the predicted rays" + note
 
 
 def _check_intrinsics(intrinsics: np.ndarray, names: list[str]) -> None:
@@ -248,6 +265,7 @@ def reconstruct_photos(
     long_side: int = 512,
     min_side: int = 32,
     focal_px: float | None = None,
+    exif_focal: bool = True,
     pose_solver: str = "features",
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
@@ -272,8 +290,10 @@ def reconstruct_photos(
             random subset of the points each view sees (the points themselves are all kept).
         long_side, min_side: the working size and the smallest photo side accepted.
         focal_px: known focal length in pixels of the original photos (principal point at each
-            photo's centre); it conditions the model and fixes the cameras. Without it the
-            intrinsics are fitted to the predicted rays.
+            photo's centre); it conditions the model and fixes the cameras. Without it, each
+            photo's EXIF 35 mm-equivalent focal length is used when every photo has one
+            (``exif_focal``), and otherwise the intrinsics are fitted to the predicted rays.
+        exif_focal: use the photos' EXIF focal lengths (see ``focal_px``).
         pose_solver: where the cameras come from: ``features`` (the default: SIFT two-view
             geometry in the working views, the network's depth for the translation lengths and
             its pose head for views that geometry cannot place), ``head`` or ``matches`` (see
@@ -321,7 +341,8 @@ def reconstruct_photos(
             stems = _unique_stems(photos.paths)
             height, width = photos.images.shape[-2:]
         with timed("model"):
-            given = None if focal_px is None else _working_intrinsics(photos, focal_px)
+            focals, intrinsics_source = _known_focals(photos, focal_px, exif_focal)
+            given = None if focals is None else _working_intrinsics(photos, focals)
             prediction = predict_views(
                 model,
                 photos.images,
@@ -396,7 +417,7 @@ def reconstruct_photos(
                     width=preview_size[0],
                     height=preview_size[1],
                 )
-            summary = _summary(photo_dir, out_dir, photos, stems, prediction, focal_px)
+            summary = _summary(photo_dir, out_dir, photos, stems, prediction, intrinsics_source)
             summary["pose_solver"] = pose_solver
             summary["outputs"] = [name for name in OUTPUT_ENTRIES if (staging / name).exists()] + [
                 "summary.json"
@@ -500,7 +521,7 @@ def _summary(
     photos: LoadedPhotos,
     stems: list[str],
     prediction: dict[str, np.ndarray],
-    focal_px: float | None,
+    intrinsics_source: str,
 ) -> dict[str, Any]:
     num_views, _, height, width = photos.images.shape
     if num_views == 1:
@@ -543,9 +564,7 @@ def _summary(
         "intrinsics_original maps each camera to its upright original photo",
         "pose_convention": "OpenCV camera-to-world (x right, y down, z forward); world = the "
         "camera of the first photo; depth maps are z-depth",
-        "intrinsics_source": "fitted to the predicted rays"
-        if focal_px is None
-        else f"given: focal_px={focal_px}",
+        "intrinsics_source": intrinsics_source,
         "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
         "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
         "photos": per_photo,

@@ -1,4 +1,6 @@
-"""pixio_3d.photos: EXIF orientation, mixed sizes, skipped files, errors, the resize mapping."""
+"""pixio_3d.photos: EXIF orientation and focal length, mixed sizes, skipped files, errors, the resize mapping."""
+
+import math
 
 import numpy as np
 import pytest
@@ -38,6 +40,23 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path):
     # without the EXIF tag the same pixels would come out portrait-shaped and wrong
     stored.save(tmp_path / "phone.jpg", quality=95)
     assert load_photos(tmp_path, long_side=64).images.shape == (1, 3, 64, 48)
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected_mm"), [(28, 28.0), (0, None), ("junk", None), (None, None)]
+)
+def test_exif_focal_length_in_pixels(tmp_path, tag, expected_mm):
+    stored = _upright_pattern().transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated on disk: the diagonal, and so the focal length, is the same
+    if tag is not None:
+        exif.get_ifd(0x8769)[0xA405] = tag  # FocalLengthIn35mmFilm
+    stored.save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    transform = load_photos(tmp_path, long_side=64).transforms[0]
+    if expected_mm is None:
+        assert transform.exif_focal_px is None
+    else:  # 28 mm on a 36x24 mm frame (diagonal 43.27 mm) over a 64x48 px photo (80 px)
+        assert transform.exif_focal_px == pytest.approx(expected_mm * 80 / math.hypot(36, 24))
 
 
 def test_mixed_sizes_bad_files_skipped_and_listed(tmp_path):

@@ -7,6 +7,7 @@ one at twice the size), next to a text file and a broken JPEG.
 
 import copy
 import json
+import math
 
 import numpy as np
 import open3d as o3d
@@ -209,6 +210,28 @@ def test_intrinsics_map_back_to_the_original_photos(result):
             [[FOCAL, 0, width / 2], [0, FOCAL, height / 2], [0, 0, 1]],
             atol=1e-9,
         )
+
+
+def test_exif_focal_lengths_fix_the_cameras_unless_turned_off(tmp_path, renders, model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, rgb in enumerate(renders[:3]):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0xA405] = 28  # FocalLengthIn35mmFilm
+        Image.fromarray(rgb).save(photos / f"view{index}.jpg", quality=95, exif=exif)
+    expected = 28 * math.hypot(WIDTH, HEIGHT) / math.hypot(36, 24)
+    summary = reconstruct_photos(photos, tmp_path / "exif", model, **FAST)
+    assert summary["intrinsics_source"].startswith("EXIF")
+    for photo in summary["photos"]:
+        original = np.array(photo["intrinsics_original"])
+        np.testing.assert_allclose(original[[0, 1], [0, 1]], expected, rtol=1e-6)
+    # without EXIF focal lengths the untrained model's own rays are used: they are no pinhole
+    with pytest.raises(ValueError, match="no valid pinhole camera"):
+        reconstruct_photos(photos, tmp_path / "fitted", model, exif_focal=False, **FAST)
+    (photos / "view2.jpg").unlink()
+    Image.fromarray(renders[2]).save(photos / "view2.png")  # no EXIF: all photos need one
+    with pytest.raises(ValueError, match="no valid pinhole camera"):
+        reconstruct_photos(photos, tmp_path / "mixed", model, **FAST)
 
 
 def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, checkpoints):
