@@ -166,6 +166,8 @@ def sift_features(
     extractor = extractor if extractor is not None else sift_extractor()
     keypoints, descriptors = extractor.extract_from_uint8_array(np.ascontiguousarray(photo))
     points = np.array([(k.x, k.y) for k in keypoints], np.float64).reshape(-1, 2)
+    if len(points) == 0:  # a featureless image (uniform, black)
+        return points, np.zeros((0, 128), np.float32)
     vectors = np.asarray(descriptors.data, dtype=np.float32).reshape(len(points), -1)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return points, vectors / np.maximum(norms, 1e-12)

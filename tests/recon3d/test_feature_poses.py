@@ -188,6 +188,12 @@ def test_sift_poses_on_a_rendered_scene(rendered):
         assert math.isclose(
             poses[v, :3, 3].norm().item(), float(np.linalg.norm(gt[v, :3, 3])), rel_tol=0.15
         )
+    blank = np.zeros_like(views.rgb[2])  # no keypoints at all: view 2 keeps its fallback
+    keypoints, descriptors = sift_features(blank)
+    assert keypoints.shape == (0, 2) and descriptors.shape == (0, 128)
+    photos = [views.rgb[0], views.rgb[1], blank, views.rgb[3]]
+    poses, placed = poses_from_features(photos, intrinsics, depth, fallback)
+    assert placed[2] == 0 and torch.equal(poses[2], fallback[2])
     with pytest.raises(ValueError, match="aspect"):
         poses_from_features([v[:, :200] for v in views.rgb], intrinsics, depth, fallback)
     with pytest.raises(ValueError, match="photos for"):
