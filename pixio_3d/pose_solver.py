@@ -337,25 +337,22 @@ def poses_from_keypoints(
     to_photo = np.diag([image_size[0] / width, image_size[1] / height, 1.0])
     k_photo = to_photo @ intrinsics.detach().double().cpu().numpy()
     depth = depth_z.detach().double().cpu().numpy()
-    pairs = {}
+    edges: list[tuple[int, int, int, np.ndarray]] = []  # (inliers, i, j, cam_j_from_cam_i)
     for i in range(views):
         for j in range(i + 1, views):
-            matches = match_descriptors(features[i][1], features[j][1], settings.ratio)
-            pairs[(i, j)] = (features[i][0][matches[:, 0]], features[j][0][matches[:, 1]])
-    edges: list[tuple[int, int, int, np.ndarray]] = []  # (inliers, i, j, cam_j_from_cam_i)
-    for (i, j), (points_i, points_j) in pairs.items():
-        found = relative_pose(points_i, points_j, k_photo[i], k_photo[j], image_size, settings)
-        if found is None:
-            continue
-        pose, inliers = found
-        points_i, points_j = points_i[inliers], points_j[inliers]
-        z_i, z_j = triangulated_depth(points_i, points_j, k_photo[i], k_photo[j], pose)
-        network_z = _sample_depth(depth[i], points_i / np.diag(to_photo)[:2])
-        usable = (z_i > 0) & (z_j > 0) & np.isfinite(network_z) & (network_z > 0)
-        if usable.sum() < MIN_MATCHES:
-            continue
-        pose[:3, 3] *= np.median(network_z[usable] / z_i[usable])
-        edges.append((len(points_i), i, j, pose))
+            found = relative_pose_from_features(
+                features[i], features[j], k_photo[i], k_photo[j], image_size, settings
+            )
+            if found is None:
+                continue
+            pose, points_i, points_j = found
+            z_i, z_j = triangulated_depth(points_i, points_j, k_photo[i], k_photo[j], pose)
+            network_z = _sample_depth(depth[i], points_i / np.diag(to_photo)[:2])
+            usable = (z_i > 0) & (z_j > 0) & np.isfinite(network_z) & (network_z > 0)
+            if usable.sum() < MIN_MATCHES:
+                continue
+            pose[:3, 3] *= np.median(network_z[usable] / z_i[usable])
+            edges.append((len(points_i), i, j, pose))
     cam2world = {0: np.eye(4)}
     placed_by = np.zeros(views, np.int64)
     while True:  # Prim: the strongest edge from the placed views to a new one

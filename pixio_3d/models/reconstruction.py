@@ -67,7 +67,6 @@ from pixio_3d.pose_solver import (
     poses_from_matches,
 )
 from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
 # Adam moves a scalar by about lr per step: at lr 5e-4 the matching temperature (a log-scale
@@ -478,9 +477,9 @@ class ReconstructionModel(nn.Module):
 
 def _uint8_views(images: torch.Tensor) -> list[np.ndarray]:
     """``(V, 3, H, W)`` ImageNet-normalized views -> ``V`` uint8 ``(H, W, 3)`` arrays."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    pixels = ((images.float() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    from pixio_core.visualize import denormalize  # matplotlib: only when the solver needs it
+
+    pixels = (denormalize(images.float()) * 255.0).round().to(torch.uint8)
     return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
 
 
