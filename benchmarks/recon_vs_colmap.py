@@ -185,6 +185,7 @@ def run_model(
     repeats: int,
     size: tuple[int, int] | None = None,
     pose_solver: str = "head",
+    feature_settings: Any = None,
 ) -> dict[str, Any]:
     """``infer`` on the views (resized to ``size = (W, H)`` with ``K`` scaled, if given), poses
     from the model's ``pose_solver`` (see :meth:`ReconstructionModel.infer`). The ``features``
@@ -210,13 +211,25 @@ def run_model(
     photos = [list(scene["rgb"])] if pose_solver == "features" else None
     with torch.inference_mode(), PeakMemory() as memory:
         start = time.perf_counter()
-        output = model.infer(images, intrinsics, pose_solver=pose_solver, photos=photos)
+        output = model.infer(
+            images,
+            intrinsics,
+            pose_solver=pose_solver,
+            photos=photos,
+            feature_settings=feature_settings,
+        )
         cold = time.perf_counter() - start
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            model.infer(images, intrinsics, pose_solver=pose_solver, photos=photos)
+            model.infer(
+                images,
+                intrinsics,
+                pose_solver=pose_solver,
+                photos=photos,
+                feature_settings=feature_settings,
+            )
             times.append(time.perf_counter() - start)
     views = scene["rgb"].shape[0]
     return {
@@ -377,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(methods pixio-<config>[-<solver>])",
     )
     parser.add_argument(
+        "--feature-settings",
+        default="",
+        help="features solver: comma-separated FeatureSettings overrides, e.g. "
+        "'max_trials=1000,bundle_adjustment=false'",
+    )
+    parser.add_argument(
         "--no-contrast-stretch",
         dest="contrast_stretch",
         action="store_false",
@@ -406,7 +425,12 @@ def main() -> None:
     for config in model_configs:
         if config not in MODEL_CONFIGS:
             raise SystemExit(f"unknown model config {config!r}; choose from {MODEL_CONFIGS}")
-    from pixio_3d.pose_solver import POSE_SOLVERS
+    from pixio_3d.pose_solver import POSE_SOLVERS, parse_feature_settings
+
+    try:
+        feature_settings = parse_feature_settings(args.feature_settings)
+    except ValueError as error:
+        raise SystemExit(f"--feature-settings: {error}") from None
 
     pose_solvers = [s for s in args.pose_solvers.split(",") if s]
     for solver in pose_solvers:
@@ -466,7 +490,13 @@ def main() -> None:
                     outcome = run_colmap(subset, config, args)
                 else:
                     outcome = run_model(
-                        model, subset, config, args.repeats, args.model_size, solver
+                        model,
+                        subset,
+                        config,
+                        args.repeats,
+                        args.model_size,
+                        solver,
+                        feature_settings,
                     )
                 metrics = score(
                     outcome["cam2world"],

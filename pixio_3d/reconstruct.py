@@ -196,6 +196,14 @@ def _known_focals(
     return None, "fitted to the predicted rays" + note
 
 
+def _reprojection_error(prediction: dict[str, np.ndarray]) -> dict[str, float]:
+    """The features solver's bundle-adjustment error (working pixels), when one ran."""
+    error = prediction.get("pose_reprojection_error")
+    if error is None or not np.isfinite(error):
+        return {}
+    return {"bundle_adjustment_reprojection_error_px": float(error)}
+
+
 def _check_intrinsics(intrinsics: np.ndarray, names: list[str]) -> None:
     focal = intrinsics[:, [0, 1], [0, 1]]
     bad = [
@@ -342,6 +350,9 @@ def reconstruct_photos(
             height, width = photos.images.shape[-2:]
         with timed("model"):
             focals, intrinsics_source = _known_focals(photos, focal_px, exif_focal)
+            if focals is None and pose_solver == "features" and len(photos.paths) > 1:
+                intrinsics_source += "; focal lengths refined by the features solver's bundle "
+                intrinsics_source += "adjustment where it placed the photo"
             given = None if focals is None else _working_intrinsics(photos, focals)
             prediction = predict_views(
                 model,
@@ -566,6 +577,7 @@ def _summary(
         "camera of the first photo; depth maps are z-depth",
         "intrinsics_source": intrinsics_source,
         "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
+        **_reprojection_error(prediction),
         "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
         "photos": per_photo,
     }

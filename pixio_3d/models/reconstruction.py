@@ -55,6 +55,7 @@ from torch import nn
 
 from pixio_3d.geometry import (
     intrinsics_from_rays,
+    points_from_z_depth,
     pose_from_quaternion_translation,
     quaternion_translation_from_pose,
     ray_directions,
@@ -62,6 +63,7 @@ from pixio_3d.geometry import (
 )
 from pixio_3d.pose_solver import (
     POSE_SOLVERS,
+    FeaturePoses,
     FeatureSettings,
     poses_from_features,
     poses_from_matches,
@@ -427,7 +429,11 @@ class ReconstructionModel(nn.Module):
         ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``; with ``matches`` or
         ``features`` also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the
         view-graph edge (``features``) behind each view's pose, 0 where the head's pose was kept
-        (and for view 0).
+        (and for view 0); with ``features`` also ``pose_reprojection_error (B,)``: the bundle
+        adjustment's mean reprojection error in pixels of the keypoint images (NaN where none
+        ran). Without known ``intrinsics``, ``features`` returns the focal lengths the bundle
+        adjustment refined, with the rays, camera-frame points and depths along the rays that
+        follow from them (the z-depth stays the network's).
         """
         if pose_solver not in POSE_SOLVERS:
             raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
@@ -459,11 +465,17 @@ class ReconstructionModel(nn.Module):
                         out["depth_z"][b],
                         out["camera_poses"][b],
                         settings,
+                        refine_focal=intrinsics is None,
                     )
                     for b, scene_photos in enumerate(photos)
                 ]
-                poses = torch.stack([scene_poses for scene_poses, _ in solved])
-                support = torch.stack([placed for _, placed in solved]).to(poses.device)
+                poses = torch.stack([found.poses for found in solved])
+                support = torch.stack([found.placed for found in solved]).to(poses.device)
+                out["pose_reprojection_error"] = torch.tensor(
+                    [found.reprojection_error for found in solved], device=poses.device
+                )
+                if intrinsics is None:  # the bundle adjustment's focal lengths, same z-depth
+                    out = _with_refined_intrinsics(out, solved)
             quats, trans = quaternion_translation_from_pose(poses)
             out.update(
                 pose_support=support,
@@ -473,6 +485,30 @@ class ReconstructionModel(nn.Module):
                 pts3d=transform_points(poses, out["pts3d_cam"]),
             )
         return out
+
+
+def _with_refined_intrinsics(
+    out: dict[str, torch.Tensor], solved: Sequence[FeaturePoses]
+) -> dict[str, torch.Tensor]:
+    """``out`` with the intrinsics of the scenes whose focal lengths the features solver's
+    bundle adjustment refined, and the rays, camera-frame points and depths along the rays that
+    follow from them for the same z-depth (a refined focal length moves the points along the
+    image plane)."""
+    out = dict(out)
+    keys = ("intrinsics", "ray_directions", "pts3d_cam", "depth_along_ray")
+    for key in keys:
+        out[key] = out[key].clone()
+    height, width = out["depth_z"].shape[-2:]
+    for b, found in enumerate(solved):
+        if not found.num_points:  # no bundle adjustment ran: the fitted intrinsics stay
+            continue
+        intrinsics = found.intrinsics.to(out["depth_z"])
+        points_cam = points_from_z_depth(out["depth_z"][b], intrinsics)
+        out["intrinsics"][b] = intrinsics
+        out["ray_directions"][b] = ray_directions(intrinsics, height, width)
+        out["pts3d_cam"][b] = points_cam
+        out["depth_along_ray"][b] = points_cam.norm(dim=-1)
+    return out
 
 
 def _uint8_views(images: torch.Tensor) -> list[np.ndarray]:

@@ -1,5 +1,6 @@
 """The ``features`` pose solver: exact two-view geometry and chaining on exact keypoints, robust
-to wrong matches, the fallback for views it cannot place, and SIFT on a rendered scene."""
+to wrong matches, the fallback for views it cannot place, tracks, triangulation and the bundle
+adjustment (noisy keypoints, wrong focal lengths), and SIFT on a rendered scene."""
 
 import math
 
@@ -7,12 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from pixio_3d.geometry import transform_points
+from pixio_3d.bundle_adjust import ViewPair, feature_tracks, triangulate_tracks
+from pixio_3d.geometry import ray_directions, transform_points
 from pixio_3d.metrics import relative_pose_errors
 from pixio_3d.models import ReconstructionConfig, ReconstructionModel
+from pixio_3d.models.reconstruction import _with_refined_intrinsics
 from pixio_3d.pose_solver import (
+    FeaturePoses,
     FeatureSettings,
     match_descriptors,
+    parse_feature_settings,
     poses_from_features,
     poses_from_keypoints,
     relative_pose_from_features,
@@ -131,7 +136,7 @@ def test_chained_poses_recover_the_cameras_with_metric_translations(wrong_fracti
         )
     intrinsics = torch.from_numpy(K).expand(3, 3, 3)
     fallback = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
-    poses, placed = poses_from_keypoints(
+    poses, placed, *_ = poses_from_keypoints(
         features, (WIDTH, HEIGHT), intrinsics, depth, fallback, FeatureSettings(max_error=1.0)
     )
     assert placed[0] == 0 and bool((placed[1:] >= 15).all())
@@ -153,10 +158,99 @@ def test_views_the_graph_cannot_reach_keep_their_fallback_pose():
     intrinsics = torch.from_numpy(K).expand(3, 3, 3)
     fallback = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
     fallback[2, :3, 3] = torch.tensor([7.0, 8.0, 9.0], dtype=torch.float64)
-    poses, placed = poses_from_keypoints(features, (WIDTH, HEIGHT), intrinsics, depth, fallback)
+    poses, placed, *_ = poses_from_keypoints(features, (WIDTH, HEIGHT), intrinsics, depth, fallback)
     assert placed.tolist()[0] == 0 and placed[1] > 0 and placed[2] == 0
     assert torch.equal(poses[2], fallback[2]) and torch.equal(poses[0], fallback[0])
     assert not torch.equal(poses[1], fallback[1])
+
+
+def test_bundle_adjustment_refines_noisy_poses_and_wrong_focal_lengths():
+    """5 ring views seeing 400 points, keypoints with 0.5 px noise: the bundle adjustment beats
+    the chained two-view poses, and recovers per-view focal lengths that start 5-10 % off."""
+    views = 5
+    cam2world = ring_cameras(views)
+    features, depth = synthetic_features(cam2world, [np.arange(400)] * views, seed=4)
+    rng = np.random.default_rng(4)
+    noisy = [(f[0] + rng.normal(0.0, 0.5, f[0].shape), f[1]) for f in features]
+    gt = np.linalg.inv(cam2world[0]) @ cam2world
+    intrinsics = torch.from_numpy(K).expand(views, 3, 3)
+    fallback = torch.eye(4, dtype=torch.float64).repeat(views, 1, 1)
+    args = ((WIDTH, HEIGHT), intrinsics, depth, fallback)
+    chained = poses_from_keypoints(noisy, *args, FeatureSettings(bundle_adjustment=False))
+    adjusted = poses_from_keypoints(noisy, *args)
+    assert np.isnan(chained.reprojection_error) and chained.num_points == 0
+    assert adjusted.num_points > 300 and 0.3 < adjusted.reprojection_error < 0.8
+    torch.testing.assert_close(adjusted.intrinsics, intrinsics)  # known: kept
+    before, after = errors_deg(chained.poses, gt)[0], errors_deg(adjusted.poses, gt)[0]
+    assert after.mean() < 0.7 * before.mean(), (before, after)
+    np.testing.assert_allclose(adjusted.poses[:, :3, 3].numpy(), gt[:, :3, 3], atol=0.02)
+
+    factors = torch.tensor([1.0, 1.08, 0.93, 1.05, 0.9], dtype=torch.float64)
+    wrong = intrinsics.clone()
+    wrong[:, 0, 0] *= factors
+    wrong[:, 1, 1] *= factors
+    fixed = poses_from_keypoints(features, (WIDTH, HEIGHT), wrong, depth, fallback)
+    refined = poses_from_keypoints(
+        features, (WIDTH, HEIGHT), wrong, depth, fallback, refine_focal=True
+    )
+    focal = refined.intrinsics[:, 0, 0]
+    torch.testing.assert_close(focal, torch.full_like(focal, FOCAL), rtol=0.01, atol=0.0)
+    torch.testing.assert_close(refined.intrinsics[:, 1, 1], focal)
+    torch.testing.assert_close(refined.intrinsics[:, :2, 2], intrinsics[:, :2, 2])
+    rotation, translation = errors_deg(refined.poses, gt)
+    assert rotation.max() < 0.01 and translation.max() < 0.01
+    assert errors_deg(fixed.poses, gt)[1].max() > 2.0  # the focal errors bend the chained poses
+
+
+def test_tracks_join_pairwise_matches_and_drop_inconsistent_ones():
+    features = [(np.zeros((n, 2)), np.zeros((n, 128), np.float32)) for n in (5, 5, 5)]
+    edges = [
+        ViewPair(3, 0, 1, np.eye(4), np.array([[0, 0], [1, 1], [2, 2]])),
+        ViewPair(2, 1, 2, np.eye(4), np.array([[0, 4], [1, 3]])),
+        ViewPair(2, 0, 2, np.eye(4), np.array([[1, 0], [3, 1]])),  # puts view 2's 0 and 3 together
+    ]
+    tracks = {tuple(map(tuple, t)) for t in feature_tracks(features, edges, {0, 1, 2})}
+    # (0,0)-(1,0)-(2,4) is a 3-view track; (0,1)-(1,1)-(2,3)-(2,0) has view 2 twice: dropped;
+    # (0,2)-(1,2) a 2-view track; (0,3)-(2,1) too
+    assert tracks == {((0, 0), (1, 0), (2, 4)), ((0, 2), (1, 2)), ((0, 3), (2, 1))}
+    assert len(feature_tracks(features, edges, {0, 1})) == 3  # edges to view 2 are left out
+
+
+def test_triangulation_is_exact_and_drops_bad_observations():
+    cam2world = ring_cameras(3)
+    everything = np.arange(400)
+    features, _ = synthetic_features(cam2world, [everything] * 3, seed=3)
+    order = [{tuple(p): i for i, p in enumerate(f[0])} for f in features]
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-1.0, 1.0, (400, 3))  # the same draw as synthetic_features
+    pixels = [project(pose, points[:20])[0] for pose in cam2world]
+    tracks = [np.array([[v, order[v][tuple(pixels[v][i])]] for v in range(3)]) for i in range(20)]
+    world2cam = {v: np.linalg.inv(pose)[:3] for v, pose in enumerate(cam2world)}
+    k = np.repeat(K[None], 3, axis=0)
+    found, kept = triangulate_tracks(features, tracks, world2cam, k, 1.0)
+    np.testing.assert_allclose(found, points[:20], atol=1e-6)
+    assert all(len(t) == 3 for t in kept)
+    # a keypoint moved by 30 px: its observation (or its whole track) goes, the others stay
+    shifted = [(f[0].copy(), f[1]) for f in features]
+    shifted[2][0][tracks[0][2, 1]] += 30.0
+    found, kept = triangulate_tracks(shifted, tracks, world2cam, k, 4.0)
+    assert [t.tolist() for t in kept[-19:]] == [t.tolist() for t in tracks[1:]]
+    assert all(tracks[0][2].tolist() not in t.tolist() for t in kept)
+    # parallel rays (the same pixel in two cameras side by side) cannot be triangulated
+    centre = [(np.array([[WIDTH / 2, HEIGHT / 2]]), np.zeros((1, 128), np.float32))] * 2
+    side_by_side = {0: np.eye(4)[:3], 1: np.c_[np.eye(3), [-1.0, 0.0, 0.0]]}
+    track = [np.array([[0, 0], [1, 0]])]
+    assert len(triangulate_tracks(centre, track, side_by_side, k[:2], 1e9)[0]) == 0
+
+
+def test_feature_settings_parse_and_name_bad_input():
+    settings = parse_feature_settings("max_trials=500, bundle_adjustment=false,ratio=0.7")
+    assert settings == FeatureSettings(max_trials=500, bundle_adjustment=False, ratio=0.7)
+    assert parse_feature_settings("") == FeatureSettings()
+    with pytest.raises(ValueError, match="ba_rounds"):
+        parse_feature_settings("rounds=3")
+    with pytest.raises(ValueError, match="max_trials needs a int"):
+        parse_feature_settings("max_trials=many")
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +270,7 @@ def test_sift_poses_on_a_rendered_scene(rendered):
     fallback = torch.eye(4, dtype=torch.float64).repeat(4, 1, 1)
     intrinsics = torch.from_numpy(np.diag([0.5, 0.5, 1.0]) @ views.intrinsics)
     depth = torch.from_numpy(views.depth[:, ::2, ::2].astype(np.float64))
-    poses, placed = poses_from_features(list(views.rgb), intrinsics, depth, fallback)
+    poses, placed, *_ = poses_from_features(list(views.rgb), intrinsics, depth, fallback)
     placed_views = [v for v in range(1, 4) if placed[v] > 0]
     assert placed_views, "no view placed"
     rotation, translation = errors_deg(poses, gt)
@@ -192,7 +286,7 @@ def test_sift_poses_on_a_rendered_scene(rendered):
     keypoints, descriptors = sift_features(blank)
     assert keypoints.shape == (0, 2) and descriptors.shape == (0, 128)
     photos = [views.rgb[0], views.rgb[1], blank, views.rgb[3]]
-    poses, placed = poses_from_features(photos, intrinsics, depth, fallback)
+    poses, placed, *_ = poses_from_features(photos, intrinsics, depth, fallback)
     assert placed[2] == 0 and torch.equal(poses[2], fallback[2])
     with pytest.raises(ValueError, match="aspect"):
         poses_from_features([v[:, :200] for v in views.rgb], intrinsics, depth, fallback)
@@ -227,8 +321,46 @@ def test_infer_with_the_feature_solver(rendered):
     assert rotation[:3].max() < 2.0 < head_rotation[:3].max()  # pairs (0, 1), (0, 2), (0, 3)
     support = solved["pose_support"][0]
     assert "pose_support" not in head and support[0] == 0 and bool((support[1:] >= 15).all())
+    assert 0 < solved["pose_reprojection_error"][0] < 1.0  # px of the 256x192 photos
+    # the untrained model's focal lengths give a ~5 degree field of view: the rays of the
+    # matches are too close to parallel to triangulate, so no bundle adjustment runs and the
+    # fitted intrinsics stay
+    plain = model.infer(x)
+    estimated = model.infer(x, pose_solver="features", photos=[list(rendered.rgb)])
+    assert torch.isnan(estimated["pose_reprojection_error"]).all()
+    torch.testing.assert_close(estimated["intrinsics"], plain["intrinsics"])
+    torch.testing.assert_close(estimated["pts3d_cam"], plain["pts3d_cam"])
     # without photos the keypoints come from the (128x96) views themselves: it runs
     low = model.infer(x, intrinsics, pose_solver="features")
     assert low["camera_poses"].shape == (1, 4, 4, 4)
     with pytest.raises(ValueError, match="photos for 2 scenes"):
         model.infer(x, intrinsics, pose_solver="features", photos=[list(rendered.rgb)] * 2)
+
+
+def test_refined_focal_lengths_move_rays_and_points_but_keep_the_z_depth():
+    height, width = 6, 8
+    depth = torch.rand(2, 2, height, width) + 1.0
+    fitted = torch.tensor([[10.0, 0.0, 4.0], [0.0, 10.0, 3.0], [0.0, 0.0, 1.0]]).expand(2, 2, 3, 3)
+    rays = ray_directions(fitted, height, width)
+    out = {
+        "intrinsics": fitted.clone(),
+        "depth_z": depth,
+        "ray_directions": rays,
+        "pts3d_cam": rays / rays[..., 2:] * depth[..., None],
+        "depth_along_ray": (rays / rays[..., 2:]).norm(dim=-1) * depth,
+    }
+    refined = fitted[1].clone()
+    refined[:, 0, 0] = refined[:, 1, 1] = torch.tensor([12.0, 8.0])
+    solved = [
+        FeaturePoses(torch.eye(4).repeat(2, 1, 1), torch.zeros(2), fitted[0]),  # no adjustment
+        FeaturePoses(torch.eye(4).repeat(2, 1, 1), torch.zeros(2), refined, 0.3, 50),
+    ]
+    new = _with_refined_intrinsics(out, solved)
+    for key in ("intrinsics", "ray_directions", "pts3d_cam", "depth_along_ray"):
+        torch.testing.assert_close(new[key][0], out[key][0])  # scene 0 untouched
+    torch.testing.assert_close(new["intrinsics"][1], refined)
+    torch.testing.assert_close(new["pts3d_cam"][1][..., 2], depth[1])
+    torch.testing.assert_close(new["depth_along_ray"][1], new["pts3d_cam"][1].norm(dim=-1))
+    pixels = new["pts3d_cam"][1] @ refined[:, None].transpose(-1, -2)  # project: pixel centres
+    torch.testing.assert_close(pixels[0, 0, 0, :2] / pixels[0, 0, 0, 2], torch.tensor([0.5, 0.5]))
+    assert new["pts3d_cam"][1][0, 0, 0, 0].abs() < out["pts3d_cam"][1][0, 0, 0, 0].abs()

@@ -1,0 +1,244 @@
+"""Bundle adjustment of the ``features`` pose solver (:mod:`pixio_3d.pose_solver`).
+
+The inlier matches of all verified view pairs are joined into tracks (connected components of
+the match graph), triangulated from the chained cameras (the point nearest to all rays), and
+adjusted with COLMAP's bundle adjuster through pycolmap (Ceres, Cauchy loss, gauge fixed on two
+cameras), optionally with a focal length per view. The result goes back to view 0's frame and
+the network's metric scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+MIN_POINTS = 6  # fewer triangulated points: no bundle adjustment
+
+
+class ViewPair(NamedTuple):
+    """A verified view pair of the ``features`` solver."""
+
+    inliers: int
+    i: int
+    j: int
+    j_from_i: np.ndarray  # cam_j_from_cam_i, metric translation
+    matches: np.ndarray  # (n, 2) inlier keypoint indices into views i and j
+
+
+def sample_depth(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``depth (H, W)`` at continuous pixel positions (nearest pixel; NaN outside)."""
+    cols = np.floor(pixels[:, 0]).astype(np.int64)
+    rows = np.floor(pixels[:, 1]).astype(np.int64)
+    inside = (cols >= 0) & (cols < depth.shape[1]) & (rows >= 0) & (rows < depth.shape[0])
+    out = np.full(len(pixels), np.nan)
+    out[inside] = depth[rows[inside], cols[inside]]
+    return out
+
+
+def feature_tracks(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    edges: Sequence[ViewPair],
+    views: set[int],
+) -> list[np.ndarray]:
+    """Tracks ``(n, 2)`` of ``(view, keypoint)`` from the inlier matches of the edges between
+    ``views``: connected components of the match graph; a component that holds two keypoints of
+    one view (an inconsistent match) is dropped."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    offsets = np.cumsum([0] + [len(f[0]) for f in features])
+    pairs = [
+        np.stack([offsets[e.i] + e.matches[:, 0], offsets[e.j] + e.matches[:, 1]], 1)
+        for e in edges
+        if e.i in views and e.j in views
+    ]
+    if not pairs:
+        return []
+    links = np.concatenate(pairs)
+    total = int(offsets[-1])
+    graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(total, total))
+    _, labels = connected_components(graph, directed=False)
+    nodes = np.unique(links)
+    order = np.argsort(labels[nodes], kind="stable")
+    nodes = nodes[order]
+    groups = np.split(nodes, np.flatnonzero(np.diff(labels[nodes])) + 1)
+    view_of = np.repeat(np.arange(len(features)), np.diff(offsets))
+    tracks = []
+    for group in groups:
+        track_views = view_of[group]
+        if len(group) >= 2 and len(np.unique(track_views)) == len(group):
+            tracks.append(np.stack([track_views, group - offsets[track_views]], 1))
+    return tracks
+
+
+MIN_TRIANGULATION_EIGENVALUE = 1.0 - math.cos(math.radians(0.5))  # rays 0.5 degrees apart
+
+
+def triangulate_tracks(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    tracks: Sequence[np.ndarray],
+    world2cam: dict[int, np.ndarray],
+    k_photo: np.ndarray,
+    max_error: float,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Triangulate every track from ``world2cam`` ``(3, 4)`` per view and the intrinsics: the
+    point closest to all its rays in least squares (vectorised over tracks; tracks whose rays
+    are within ~0.5 degrees of parallel are dropped). Observations behind the camera or
+    reprojecting further than ``max_error`` pixels are dropped, then tracks left with fewer
+    than two. Returns the points ``(N, 3)`` and their kept observations ``(n, 2)`` of ``(view,
+    keypoint)``."""
+    if not tracks:
+        return np.zeros((0, 3)), []
+    observations = np.concatenate(tracks)
+    track_of = np.repeat(np.arange(len(tracks)), [len(t) for t in tracks])
+    views = observations[:, 0]
+    offsets = np.cumsum([0] + [len(f[0]) for f in features])
+    pixels = np.concatenate([f[0] for f in features])[offsets[views] + observations[:, 1]]
+    rotation = np.zeros((len(features), 3, 3))
+    translation = np.zeros((len(features), 3))
+    for v, from_world in world2cam.items():
+        rotation[v], translation[v] = from_world[:, :3], from_world[:, 3]
+    rays = np.einsum(
+        "nij,nj->ni", np.linalg.inv(k_photo)[views], np.c_[pixels, np.ones(len(views))]
+    )
+    directions = np.einsum("nji,nj->ni", rotation[views], rays)  # R^T r: world frame
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    centres = -np.einsum("nji,nj->ni", rotation[views], translation[views])
+    # sum over rays of (I - d d^T) X = sum of (I - d d^T) c
+    projector = np.eye(3) - directions[:, :, None] * directions[:, None, :]
+    lhs = np.zeros((len(tracks), 3, 3))
+    rhs = np.zeros((len(tracks), 3))
+    np.add.at(lhs, track_of, projector)
+    np.add.at(rhs, track_of, np.einsum("nij,nj->ni", projector, centres))
+    solvable = np.linalg.eigvalsh(lhs)[:, 0] > MIN_TRIANGULATION_EIGENVALUE
+    points = np.zeros((len(tracks), 3))
+    points[solvable] = np.linalg.solve(lhs[solvable], rhs[solvable][..., None])[..., 0]
+    cam = np.einsum("nij,nj->ni", rotation[views], points[track_of]) + translation[views]
+    projected = np.einsum("nij,nj->ni", k_photo[views], cam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = np.linalg.norm(projected[:, :2] / projected[:, 2:] - pixels, axis=1)
+    good = solvable[track_of] & (cam[:, 2] > 0) & (error < max_error)
+    keep = np.bincount(track_of[good], minlength=len(tracks)) >= 2
+    masks = np.split(good, np.cumsum([len(t) for t in tracks])[:-1])
+    kept = [track[mask] for track, mask, ok in zip(tracks, masks, keep, strict=True) if ok]
+    return points[keep], kept
+
+
+def _reconstruction(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    world2cam: dict[int, np.ndarray],
+    k_photo: np.ndarray,
+    image_size: tuple[int, int],
+    points: Sequence[np.ndarray],
+    tracks: Sequence[np.ndarray],
+    refine_focal: bool,
+) -> Any:
+    """A pycolmap ``Reconstruction``: one camera per view (``SIMPLE_PINHOLE`` when its focal
+    length is refined, else ``PINHOLE``), image and camera ids ``view + 1``."""
+    import pycolmap
+
+    reconstruction = pycolmap.Reconstruction()
+    width, height = image_size
+    for v, from_world in world2cam.items():
+        k = k_photo[v]
+        if refine_focal:
+            model, params = "SIMPLE_PINHOLE", [k[0, 0], k[0, 2], k[1, 2]]
+        else:
+            model, params = "PINHOLE", [k[0, 0], k[1, 1], k[0, 2], k[1, 2]]
+        camera = pycolmap.Camera(
+            model=model, width=width, height=height, params=params, camera_id=v + 1
+        )
+        reconstruction.add_camera_with_trivial_rig(camera)
+        image = pycolmap.Image(
+            name=f"view{v}", keypoints=features[v][0], camera_id=v + 1, image_id=v + 1
+        )
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(from_world[:, :3]), from_world[:, 3])
+        reconstruction.add_image_with_trivial_frame(image, pose)
+    for point, track in zip(points, tracks, strict=True):
+        elements = [pycolmap.TrackElement(int(v) + 1, int(k)) for v, k in track]
+        reconstruction.add_point3D(point, pycolmap.Track(elements), np.zeros(3, np.uint8))
+    return reconstruction
+
+
+def bundle_adjust(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    edges: Sequence[ViewPair],
+    cam2world: dict[int, np.ndarray],
+    k_photo: np.ndarray,
+    image_size: tuple[int, int],
+    depth: np.ndarray,
+    to_photo: np.ndarray,
+    refine_focal: bool,
+    max_error: float = 4.0,
+    rounds: int = 2,
+    max_iterations: int = 25,
+) -> tuple[dict[int, np.ndarray], np.ndarray, float, int] | None:
+    """Refine the chained poses of the placed views (and each one's focal length when
+    ``refine_focal``) by COLMAP's bundle adjustment (pycolmap/Ceres, Cauchy loss, gauge fixed
+    on two cameras) of the tracks of all verified pairs (:func:`feature_tracks`), triangulated
+    from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels); ``rounds``
+    times, re-triangulating in between as COLMAP does. The result is moved back to view 0's
+    frame and to the network's metric scale (median ratio of its z-depth to the points' at the
+    observations). Returns the poses, intrinsics (keypoint-image pixels), mean reprojection
+    error and number of points, or None (too few points)."""
+    import pycolmap
+
+    tracks = feature_tracks(features, edges, set(cam2world))
+    world2cam = {v: np.linalg.inv(cam2world[v])[:3] for v in sorted(cam2world)}
+    k_photo = k_photo.copy()
+    if refine_focal:  # SIMPLE_PINHOLE cameras: one focal length per placed view
+        for v in world2cam:
+            k_photo[v, 0, 0] = k_photo[v, 1, 1] = k_photo[v, [0, 1], [0, 1]].mean()
+    options = pycolmap.BundleAdjustmentOptions()
+    options.refine_focal_length = refine_focal
+    options.refine_principal_point = False
+    options.refine_extra_params = False
+    options.print_summary = False
+    options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    options.ceres.solver_options.num_threads = torch.get_num_threads()
+    options.ceres.solver_options.max_num_iterations = max_iterations
+    for _ in range(rounds):
+        points, kept = triangulate_tracks(features, tracks, world2cam, k_photo, max_error)
+        if len(points) < MIN_POINTS:
+            return None
+        reconstruction = _reconstruction(
+            features, world2cam, k_photo, image_size, points, kept, refine_focal
+        )
+        config = pycolmap.BundleAdjustmentConfig()
+        for v in world2cam:
+            config.add_image(v + 1)
+        config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+        pycolmap.create_default_bundle_adjuster(options, config, reconstruction).solve()
+        for v in world2cam:
+            world2cam[v] = reconstruction.image(v + 1).cam_from_world().matrix()
+            if refine_focal:
+                focal = reconstruction.camera(v + 1).params[0]
+                if not (np.isfinite(focal) and focal > 0):
+                    return None
+                k_photo[v, 0, 0] = k_photo[v, 1, 1] = focal
+
+    ratios = []  # the network's z-depth over the points' at every observation
+    for point in reconstruction.points3D.values():
+        for element in point.track.elements:
+            v = element.image_id - 1
+            z = world2cam[v][2, :3] @ point.xyz + world2cam[v][2, 3]
+            pixel = features[v][0][element.point2D_idx] / np.diag(to_photo)[:2]
+            network_z = sample_depth(depth[v], pixel[None])[0]
+            if z > 0 and np.isfinite(network_z) and network_z > 0:
+                ratios.append(network_z / z)
+    if len(ratios) < MIN_POINTS:
+        return None
+    scale = float(np.median(ratios))
+    reference = np.vstack([world2cam[0], [0.0, 0.0, 0.0, 1.0]])
+    poses = {}
+    for v, from_world in world2cam.items():
+        pose = reference @ np.linalg.inv(np.vstack([from_world, [0.0, 0.0, 0.0, 1.0]]))
+        pose[:3, 3] *= scale  # view 0 at the identity, metric
+        poses[v] = pose
+    reconstruction.update_point_3d_errors()
+    error = float(reconstruction.compute_mean_reprojection_error())
+    return poses, k_photo, error, reconstruction.num_points3D()
