@@ -45,9 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     from pixio_3d.checkpoint import load_model
     from pixio_3d.cli_train import load_config, run
     from pixio_3d.data import find_scenes, read_scene
+    from pixio_3d.pose_solver import quiet_pycolmap_logs
     from pixio_3d.reconstruct import reconstruct_photos
     from pixio_3d.train import CheckpointMismatchError
 
+    quiet_pycolmap_logs()
     overrides = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config([*DEMO_OVERRIDES, *overrides])
     try:

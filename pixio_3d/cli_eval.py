@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     from pixio_core.checkpoint import resolve_checkpoint_dir
     from pixio_core.cli.common import resolve_device
 
+    if args.pose_solver == "features":
+        from pixio_3d.pose_solver import quiet_pycolmap_logs
+
+        quiet_pycolmap_logs()
     if not Path(args.scenes).is_dir():
         raise SystemExit(f"pixio-recon-eval: scenes folder {args.scenes} does not exist")
     device = resolve_device(args.device, 0)

@@ -118,6 +118,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"cameras: {placed} of {summary['num_views'] - 1} views (besides the first) posed by "
             f"{summary['pose_solver']}" + (f", {others} by the pose head" if others else "")
         )
+        if "bundle_adjustment_reprojection_error_px" in summary:
+            error = summary["bundle_adjustment_reprojection_error_px"]
+            print(f"bundle adjustment: mean reprojection error {error:.2f} px")
     for skipped in summary["skipped"]:
         print(f"skipped {skipped['path']}: {skipped['reason']}")
     counts = summary["point_cloud"]["counts"]
@@ -143,7 +146,10 @@ def print_summary(summary: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from pixio_3d.pose_solver import quiet_pycolmap_logs
     from pixio_3d.reconstruct import reconstruct_photos
+
+    quiet_pycolmap_logs()
 
     model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-recon")
     if config["task"] != "reconstruction":

@@ -178,6 +178,15 @@ def stretch_contrast(image: np.ndarray) -> np.ndarray:
     return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
 
 
+def quiet_pycolmap_logs(level: int = 1) -> None:
+    """Raise pycolmap's glog threshold to ``level`` (1: warnings and worse) unless it is already
+    higher; for entry points, where its INFO lines (one per SIFT extractor) would break up the
+    progress bars."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), level)
+
+
 def sift_extractor(max_features: int = 4096, first_octave: int = -1) -> Any:
     """pycolmap's CPU SIFT extractor (COLMAP's default options) for :func:`sift_features`,
     with as many threads as torch uses (``torch.get_num_threads()``). ``first_octave`` -1

@@ -20,6 +20,7 @@ from pixio_3d.pose_solver import (
     parse_feature_settings,
     poses_from_features,
     poses_from_keypoints,
+    quiet_pycolmap_logs,
     relative_pose_from_features,
     sift_features,
     triangulated_depth,
@@ -364,3 +365,18 @@ def test_refined_focal_lengths_move_rays_and_points_but_keep_the_z_depth():
     pixels = new["pts3d_cam"][1] @ refined[:, None].transpose(-1, -2)  # project: pixel centres
     torch.testing.assert_close(pixels[0, 0, 0, :2] / pixels[0, 0, 0, 2], torch.tensor([0.5, 0.5]))
     assert new["pts3d_cam"][1][0, 0, 0, 0].abs() < out["pts3d_cam"][1][0, 0, 0, 0].abs()
+
+
+def test_entry_points_quiet_pycolmap_info_lines_but_never_lower_the_threshold():
+    import pycolmap
+
+    before = pycolmap.logging.minloglevel
+    try:
+        pycolmap.logging.minloglevel = 0
+        quiet_pycolmap_logs()
+        assert pycolmap.logging.minloglevel == 1
+        pycolmap.logging.minloglevel = 3
+        quiet_pycolmap_logs()
+        assert pycolmap.logging.minloglevel == 3
+    finally:
+        pycolmap.logging.minloglevel = before

@@ -340,3 +340,13 @@ def test_checkpoint_errors_name_the_fix(tmp_path, monkeypatch, checkpoints):
         recon_main([str(photos), "--out", "out"])
     with pytest.raises(SystemExit, match="'depth' checkpoint.*pixio-depth"):
         recon_main([str(photos), "--out", "out", "--checkpoint", str(checkpoints["metric"])])
+
+
+def test_summary_gives_the_bundle_adjustment_error_only_when_one_ran():
+    from pixio_3d.reconstruct import _reprojection_error
+
+    assert _reprojection_error({}) == {}
+    assert _reprojection_error({"pose_reprojection_error": np.array(np.nan)}) == {}
+    assert _reprojection_error({"pose_reprojection_error": np.array(0.25)}) == {
+        "bundle_adjustment_reprojection_error_px": 0.25
+    }
