@@ -56,7 +56,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pixio_3d import export
+from pixio_3d import export, preview
 from pixio_3d.models import ReconstructionModel
 from pixio_3d.photos import LoadedPhotos, PhotoTransform, load_photos
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
@@ -421,7 +421,7 @@ def reconstruct_photos(
                     ply_file_path="points.ply",
                 )
             with timed("preview"):
-                export.render_point_cloud_preview(
+                preview.render_point_cloud_preview(
                     staging / "preview.png",
                     cloud_points,
                     cloud_colors,

@@ -3,10 +3,10 @@
 A scene is a room (floor, four walls, sometimes a ceiling) holding a handful of objects: boxes,
 spheres, cylinders, capsules, ellipsoids and two compositions (``table``: a top on four legs;
 ``tower``: two or three stacked primitives). Some simple objects float at a random orientation.
-Textures are procedural and photo-like (multi-octave value noise in a random palette, random
-strokes, grain) or, for a low-texture split, MuJoCo builtins or flat colors; the floor and each
-wall get their own texture, one tile covering 2-4 m. One to three lights
-with random tints; the camera headlight gives ambient light only, so appearance does not depend
+Textures (:mod:`pixio_3d.textures`) are procedural and photo-like (multi-octave value noise in
+a random palette, random strokes, grain) or, for a low-texture split, MuJoCo builtins or flat
+colors; the floor and each wall get their own texture, one tile covering 2-4 m. One to three
+lights with random tints; the camera headlight gives ambient light only, so appearance does not depend
 on the viewpoint. Cameras sit on a ring (or an arc) inside the room at random radius and height
 and look at the object cluster, so neighbouring views overlap.
 
@@ -29,7 +29,6 @@ Ground truth per view (see :class:`RenderedViews`), conventions as in ``pixio_3d
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,8 @@ from typing import Any
 
 import mujoco
 import numpy as np
-from PIL import Image, ImageDraw
 
+from pixio_3d.textures import MATERIAL, mjcf_floats, object_textures, room_material
 from pixio_core.software_gl import load_triton_first
 
 TEXTURE_MODES = ("photo", "builtin", "flat")
@@ -48,7 +47,6 @@ EXTENT = 6.0
 ZNEAR, ZFAR = 0.01, 50.0
 OBJECT_DISC_RADIUS = 1.5  # objects stand inside this disc; cameras stay outside it
 ROOM_SURFACES = ("floor", "wall_px", "wall_nx", "wall_py", "wall_ny")
-MATERIAL = 'specular="0.1" shininess="0.2" reflectance="0"'
 
 
 @dataclass(frozen=True)
@@ -135,95 +133,6 @@ class RenderedViews:
     def valid(self) -> np.ndarray:
         """``(V, H, W)`` bool: pixels with a surface (depth > 0)."""
         return self.depth > 0
-
-
-# ----------------------------------------------------------------------------------- textures
-def photo_texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A photo-like ``(size, size, 3)`` uint8 texture: 4-octave value noise in a random
-    two-color palette, 30-80 translucent rectangles/ellipses/strokes in related colors, grain."""
-    noise = np.zeros((size, size), np.float32)
-    for cells, weight in ((4, 0.4), (16, 0.3), (64, 0.2), (size // 4, 0.1)):
-        cells = max(2, min(cells, size // 2))
-        grid = rng.random((cells + 1, cells + 1), dtype=np.float32)
-        smooth = Image.fromarray(grid, mode="F").resize((size, size), Image.Resampling.BICUBIC)
-        noise += weight * np.asarray(smooth)
-    noise = (noise - noise.min()) / max(float(np.ptp(noise)), 1e-6)
-    low, high = rng.random(3) * 0.6, 0.35 + rng.random(3) * 0.65
-    image = Image.fromarray(np.uint8(255 * (low + (high - low) * noise[..., None])))
-    draw = ImageDraw.Draw(image, "RGBA")
-    for _ in range(int(rng.integers(30, 81))):
-        if rng.random() < 0.2:  # an odd one out
-            color = rng.random(3)
-        else:  # a shade of the palette
-            color = np.clip(low + (high - low) * rng.random() + rng.normal(0, 0.12, 3), 0, 1)
-        fill = (*(int(255 * c) for c in color), int(rng.integers(90, 256)))
-        x0, y0 = rng.random(2) * size
-        w, h = (0.01 + 0.14 * rng.random(2)) * size
-        box = (float(x0), float(y0), float(x0 + w), float(y0 + h))
-        kind = rng.integers(3)
-        if kind == 0:
-            draw.rectangle(box, fill=fill)
-        elif kind == 1:
-            draw.ellipse(box, fill=fill)
-        else:
-            draw.line(box, fill=fill, width=int(1 + rng.integers(max(2, size // 64))))
-    grain = rng.normal(0.0, 5.0, (size, size, 3))
-    return np.clip(np.asarray(image, np.float64) + grain, 0, 255).astype(np.uint8)
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(
-        buffer, format="PNG", compress_level=0
-    )  # in memory: speed over size
-    return buffer.getvalue()
-
-
-def _fmt(values: Any) -> str:
-    return " ".join(f"{float(v):.9g}" for v in np.ravel(values))
-
-
-def _room_material(rng, name: str, config: SceneConfig, assets: dict[str, bytes]) -> str:
-    """MJCF for a room material (2D texture repeating per metre)."""
-    repeat = 1.0 / rng.uniform(2.0, 4.0)  # one texture tile covers 2-4 m
-    if config.texture_mode == "photo":
-        assets[f"{name}.png"] = _png_bytes(photo_texture(rng, 2 * config.texture_size))
-        texture = f'<texture name="{name}" type="2d" file="{name}.png"/>'
-    elif config.texture_mode == "builtin":
-        pattern = rng.choice(["checker", "gradient"])
-        texture = (
-            f'<texture name="{name}" type="2d" builtin="{pattern}" rgb1="{_fmt(rng.random(3))}" '
-            f'rgb2="{_fmt(rng.random(3))}" mark="random" random="{rng.uniform(0.1, 0.4):.3f}" '
-            f'markrgb="{_fmt(rng.random(3))}" width="256" height="256"/>'
-        )
-    else:
-        rgba = _fmt([*(0.3 + 0.7 * rng.random(3)), 1])
-        return f'<material name="{name}" rgba="{rgba}" {MATERIAL}/>'
-    return texture + (
-        f'<material name="{name}" texture="{name}" texrepeat="{repeat:.4f} {repeat:.4f}" '
-        f'texuniform="true" {MATERIAL}/>'
-    )
-
-
-def _object_textures(rng, config: SceneConfig, count: int, assets: dict[str, bytes]) -> list[str]:
-    """MJCF for a pool of ``count`` cube textures shared (with different tints) by the objects."""
-    textures = []
-    for k in range(count):
-        name = f"obj_tex{k}"
-        if config.texture_mode == "photo":
-            assets[f"{name}.png"] = _png_bytes(photo_texture(rng, config.texture_size))
-            textures.append(f'<texture name="{name}" type="cube" file="{name}.png"/>')
-        else:
-            pattern, mark = (
-                rng.choice(["checker", "gradient"]),
-                rng.choice(["edge", "cross", "random"]),
-            )
-            textures.append(
-                f'<texture name="{name}" type="cube" builtin="{pattern}" mark="{mark}" '
-                f'rgb1="{_fmt(rng.random(3))}" rgb2="{_fmt(rng.random(3))}" '
-                f'markrgb="{_fmt(rng.random(3))}" random="0.2" width="64" height="64"/>'
-            )
-    return textures
 
 
 # ------------------------------------------------------------------------------------ objects
@@ -414,8 +323,8 @@ def _room_geoms(half_size, wall_height: float, ceiling: bool) -> list[str]:
     ):
         x_axis = np.cross([0, 0, 1], normal)
         geoms.append(
-            f'<geom name="{name}" type="plane" pos="{_fmt([*center, wall_height / 2])}" '
-            f'xyaxes="{_fmt(x_axis)} 0 0 1" size="{half_length:.6g} {wall_height / 2:.6g} 0.1" '
+            f'<geom name="{name}" type="plane" pos="{mjcf_floats([*center, wall_height / 2])}" '
+            f'xyaxes="{mjcf_floats(x_axis)} 0 0 1" size="{half_length:.6g} {wall_height / 2:.6g} 0.1" '
             f'material="{name}"/>'
         )
     if ceiling:
@@ -436,28 +345,28 @@ def _object_xml(rng, objects: list[dict[str, Any]], pool: int) -> tuple[list[str
             if g == 0 or obj["shape"] == "tower":  # a tower's parts differ, a table's do not
                 material = f"{obj['name']}_m{g}"
                 if pool:
-                    tint = _fmt([*(0.55 + 0.45 * rng.random(3)), 1])
+                    tint = mjcf_floats([*(0.55 + 0.45 * rng.random(3)), 1])
                     texture = f'texture="obj_tex{rng.integers(pool)}"'
                 else:
-                    tint, texture = _fmt([*(0.1 + 0.9 * rng.random(3)), 1]), ""
+                    tint, texture = mjcf_floats([*(0.1 + 0.9 * rng.random(3)), 1]), ""
                 materials.append(
                     f'<material name="{material}" {texture} rgba="{tint}" {MATERIAL}/>'
                 )
             geom["material"] = material
             parts.append(
                 f'<geom name="{obj["name"]}_g{g}" type="{geom["type"]}" '
-                f'size="{_fmt(geom["size"])}" pos="{_fmt(geom["pos"])}" '
-                f'quat="{_fmt(geom["quat"])}" material="{material}"/>'
+                f'size="{mjcf_floats(geom["size"])}" pos="{mjcf_floats(geom["pos"])}" '
+                f'quat="{mjcf_floats(geom["quat"])}" material="{material}"/>'
             )
-        pose = f'pos="{_fmt(obj["pos"])}" quat="{_fmt(obj["quat"])}"'
+        pose = f'pos="{mjcf_floats(obj["pos"])}" quat="{mjcf_floats(obj["quat"])}"'
         bodies.append(f'<body name="{obj["name"]}" {pose}>' + "".join(parts) + "</body>")
     return materials, bodies
 
 
 def _light_xml(lights: list[dict[str, Any]]) -> list[str]:
     return [
-        f'<light name="{light["name"]}" pos="{_fmt(light["pos"])}" dir="{_fmt(light["dir"])}" '
-        f'directional="{str(light["directional"]).lower()}" diffuse="{_fmt(light["diffuse"])}" '
+        f'<light name="{light["name"]}" pos="{mjcf_floats(light["pos"])}" dir="{mjcf_floats(light["dir"])}" '
+        f'directional="{str(light["directional"]).lower()}" diffuse="{mjcf_floats(light["diffuse"])}" '
         f'specular="0 0 0" cutoff="{light["cutoff"]:.4g}" castshadow="true"/>'
         for light in lights
     ]
@@ -465,7 +374,7 @@ def _light_xml(lights: list[dict[str, Any]]) -> list[str]:
 
 def _camera_xml(cameras: list[dict[str, Any]]) -> list[str]:
     return [
-        f'<camera name="{cam["name"]}" pos="{_fmt(cam["pos"])}" xyaxes="{_fmt(cam["xyaxes"])}" '
+        f'<camera name="{cam["name"]}" pos="{mjcf_floats(cam["pos"])}" xyaxes="{mjcf_floats(cam["xyaxes"])}" '
         f'fovy="{cam["fovy"]:.9g}"/>'
         for cam in cameras
     ]
@@ -490,11 +399,11 @@ def build_scene(seed: int, num_views: int = 8, config: SceneConfig | None = None
     assets: dict[str, bytes] = {}
     # every wall has its own material: a texture shared by all walls repeats around the room and
     # makes views of different walls look alike (it folded COLMAP's models)
-    asset_xml = [_room_material(look_rng, name, config, assets) for name in ROOM_SURFACES]
+    asset_xml = [room_material(look_rng, name, config, assets) for name in ROOM_SURFACES]
     if ceiling:
-        asset_xml.append(_room_material(look_rng, "ceiling", config, assets))
+        asset_xml.append(room_material(look_rng, "ceiling", config, assets))
     pool = 0 if config.texture_mode == "flat" else min(4, max(1, len(objects)))
-    asset_xml += _object_textures(look_rng, config, pool, assets)
+    asset_xml += object_textures(look_rng, config, pool, assets)
     material_xml, body_xml = _object_xml(look_rng, objects, pool)
     lights = _sample_lights(look_rng, half_size, wall_height)
     ambient = look_rng.uniform(0.5, 0.8)  # 0.3-0.5 gave dark renders (mean pixel ~50/255)
@@ -503,7 +412,7 @@ def build_scene(seed: int, num_views: int = 8, config: SceneConfig | None = None
             f'<mujoco model="pixio_scene_{seed}">',
             f'<statistic extent="{EXTENT}" center="0 0 1"/>',
             "<visual>",
-            f'<headlight ambient="{_fmt([ambient] * 3)}" diffuse="0 0 0" specular="0 0 0"/>',
+            f'<headlight ambient="{mjcf_floats([ambient] * 3)}" diffuse="0 0 0" specular="0 0 0"/>',
             f'<map znear="{ZNEAR}" zfar="{ZFAR}"/>',
             '<quality shadowsize="1024" offsamples="0" numslices="40"/>',
             "</visual>",

@@ -12,7 +12,7 @@ import trimesh
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from pixio_3d import export
+from pixio_3d import export, preview
 from pixio_3d.geometry import matrix_to_quaternion
 
 HEIGHT, WIDTH = 48, 64
@@ -227,7 +227,7 @@ def test_preview_numpy_splat_shows_the_nearest_point(tmp_path):
         [np.tile([0, 0, 255], (len(far), 1)), np.tile([255, 0, 0], (len(near), 1))]
     )
     intrinsics = np.array([[40.0, 0, 40.0], [0, 40.0, 30.0], [0, 0, 1]])
-    image = export.render_point_cloud_preview(
+    image = preview.render_point_cloud_preview(
         tmp_path / "preview.png", points, colors.astype(np.uint8), 80, 60, np.eye(4), intrinsics, 3
     )
     assert image.shape == (60, 80, 3)
@@ -235,7 +235,7 @@ def test_preview_numpy_splat_shows_the_nearest_point(tmp_path):
     assert tuple(image[30, 25]) == (0, 0, 255)  # the far square shows around it
     assert tuple(image[0, 0]) == (255, 255, 255)  # background
     assert Image.open(tmp_path / "preview.png").size == (80, 60)
-    default_view = export.render_point_cloud_preview(tmp_path / "auto.png", points, None, 64, 48)
+    default_view = preview.render_point_cloud_preview(tmp_path / "auto.png", points, None, 64, 48)
     assert (default_view != 255).any()
     assert _no_temporaries(tmp_path) == []
 
@@ -243,7 +243,7 @@ def test_preview_numpy_splat_shows_the_nearest_point(tmp_path):
 def test_preview_open3d_backend(tmp_path):
     points, colors = _cloud(count=3000, outliers=0)
     try:
-        image = export.render_point_cloud_preview(
+        image = preview.render_point_cloud_preview(
             tmp_path / "o3d.png", points, colors, 64, 48, backend="open3d"
         )
     except RuntimeError as error:  # no Vulkan driver on this machine
