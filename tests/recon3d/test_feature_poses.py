@@ -16,6 +16,7 @@ from pixio_3d.models.reconstruction import _with_refined_intrinsics
 from pixio_3d.pose_solver import (
     FeaturePoses,
     FeatureSettings,
+    candidate_pairs,
     match_descriptors,
     parse_feature_settings,
     poses_from_features,
@@ -380,3 +381,27 @@ def test_entry_points_quiet_pycolmap_info_lines_but_never_lower_the_threshold():
         assert pycolmap.logging.minloglevel == 3
     finally:
         pycolmap.logging.minloglevel = before
+
+
+def test_candidate_pairs_keep_each_views_best_pairs():
+    """Descriptors shared by view pairs: (0, 1) share 40, (1, 2) 30, (0, 2) 20, (2, 3) 16 and
+    (0, 3) 10 (too few for 15 inliers); view 4 has no pinhole camera."""
+    rng = np.random.default_rng(0)
+    shared = {(0, 1): 40, (1, 2): 30, (0, 2): 20, (2, 3): 16, (0, 3): 10, (1, 4): 50}
+    vectors: list[list[np.ndarray]] = [[] for _ in range(5)]
+    for (i, j), count in shared.items():
+        common = rng.normal(size=(count, 128))
+        vectors[i].append(common)
+        vectors[j].append(common)
+    features = []
+    for view in vectors:
+        descriptors = np.concatenate(view).astype(np.float32)
+        descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+        features.append((np.zeros((len(descriptors), 2)), descriptors))
+    usable = [True, True, True, True, False]
+    every = candidate_pairs(features, usable)
+    assert set(every) == {(0, 1), (1, 2), (0, 2), (2, 3)}
+    assert {pair: len(m) for pair, m in every.items()} == {k: shared[k] for k in every}
+    best = candidate_pairs(features, usable, FeatureSettings(max_pairs_per_view=1))
+    # view 0's best is (0, 1), view 1's (0, 1), view 2's (1, 2), view 3's (2, 3)
+    assert set(best) == {(0, 1), (1, 2), (2, 3)}
