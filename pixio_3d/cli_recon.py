@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pixio_3d.pose_solver import POSE_SOLVERS
+from pixio_3d.pose_solver import POSE_SOLVERS, parse_feature_settings
 
 DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
 
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "pose head alone) | matches (rigid fit at the model's patch matches)",
     )
     parser.add_argument(
+        "--feature-settings",
+        default="",
+        help="features solver settings as name=value,... (e.g. 'max_pairs_per_view=5' for "
+        "many photos, 'bundle_adjustment=false'); see pixio_3d.pose_solver.FeatureSettings",
+    )
+    parser.add_argument(
         "--original-depth",
         action="store_true",
         help="also write depth_original/: depth maps at each original photo's resolution",
@@ -157,6 +163,10 @@ def main(argv: list[str] | None = None) -> None:
             f"pixio-recon: {checkpoint} is a {config['task']!r} checkpoint; reconstruction needs "
             "a 'reconstruction' checkpoint (for one photo and a depth checkpoint use pixio-depth)"
         )
+    try:
+        feature_settings = parse_feature_settings(args.feature_settings)
+    except ValueError as error:
+        raise SystemExit(f"pixio-recon: --feature-settings: {error}") from None
     model = model.to(args.device or default_device())
     try:
         summary = reconstruct_photos(
@@ -173,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             focal_px=args.focal_px,
             exif_focal=not args.no_exif_focal,
             pose_solver=args.pose_solver,
+            feature_settings=feature_settings,
             original_depth=args.original_depth,
             checkpoint=str(checkpoint),
             progress=not args.no_progress,

@@ -48,6 +48,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from tqdm import tqdm
 from pixio_3d import export, preview
 from pixio_3d.models import ReconstructionModel
 from pixio_3d.photos import LoadedPhotos, PhotoTransform, load_photos
+from pixio_3d.pose_solver import FeatureSettings
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["OUTPUT_ENTRIES", "colmap_observations", "predict_views", "reconstruct_photos"]
@@ -85,10 +87,11 @@ def predict_views(
     images: torch.Tensor,
     intrinsics: torch.Tensor | None = None,
     pose_solver: str = "head",
+    feature_settings: FeatureSettings | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
-    ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (see
-    :meth:`ReconstructionModel.infer`). Returns the outputs of
+    ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (with
+    ``feature_settings`` for ``features``; see :meth:`ReconstructionModel.infer`). Returns the outputs of
     :meth:`ReconstructionModel.infer` for that scene as float64 numpy arrays without the batch
     axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
     """
@@ -102,7 +105,9 @@ def predict_views(
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     normalized = ((images.to(device) - mean) / std)[None]
     known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
-    outputs = model.infer(normalized, known, pose_solver=pose_solver)
+    outputs = model.infer(
+        normalized, known, pose_solver=pose_solver, feature_settings=feature_settings
+    )
     return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}
 
 
@@ -275,6 +280,7 @@ def reconstruct_photos(
     focal_px: float | None = None,
     exif_focal: bool = True,
     pose_solver: str = "features",
+    feature_settings: FeatureSettings | None = None,
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
@@ -306,6 +312,8 @@ def reconstruct_photos(
             geometry in the working views, the network's depth for the translation lengths and
             its pose head for views that geometry cannot place), ``head`` or ``matches`` (see
             :meth:`ReconstructionModel.infer`).
+        feature_settings: the ``features`` solver's settings (default
+            :class:`~pixio_3d.pose_solver.FeatureSettings()`).
         original_depth: also write ``depth_original/``: each depth map resampled onto its
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
@@ -359,6 +367,7 @@ def reconstruct_photos(
                 photos.images,
                 None if given is None else torch.from_numpy(given),
                 pose_solver=pose_solver,
+                feature_settings=feature_settings,
             )
             if given is not None:
                 prediction["intrinsics"] = given  # exactly the given ones, not float32 copies
@@ -430,6 +439,8 @@ def reconstruct_photos(
                 )
             summary = _summary(photo_dir, out_dir, photos, stems, prediction, intrinsics_source)
             summary["pose_solver"] = pose_solver
+            if pose_solver == "features":
+                summary["feature_settings"] = asdict(feature_settings or FeatureSettings())
             summary["outputs"] = [name for name in OUTPUT_ENTRIES if (staging / name).exists()] + [
                 "summary.json"
             ]

@@ -241,7 +241,13 @@ def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, check
     (out / "my_notes.md").write_text("mine")
     common = [str(photos), "--out", str(out), "--checkpoint", str(checkpoints["reconstruction"])]
     common += ["--focal-px", str(FOCAL), "--long-side", str(LONG_SIDE), "--no-progress"]
-    recon_main(common + ["--voxel-size", "0"])
+    with pytest.raises(SystemExit, match="--feature-settings: feature setting 'pairs=2'"):
+        recon_main(common + ["--feature-settings", "pairs=2"])
+    assert [p.name for p in out.iterdir()] == ["my_notes.md"]
+    recon_main(common + ["--voxel-size", "0", "--feature-settings", "max_pairs_per_view=2"])
+    written = json.loads((out / "summary.json").read_text())
+    assert written["pose_solver"] == "features"
+    assert written["feature_settings"]["max_pairs_per_view"] == 2
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit, match="already holds a reconstruction.*--overwrite"):
         recon_main(common + ["--voxel-size", "0.05"])
