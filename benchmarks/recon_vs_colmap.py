@@ -447,16 +447,19 @@ def main() -> None:
     model = None
     environment: dict[str, Any] = {"pycolmap": pycolmap.__version__}
     if args.checkpoint is not None:
+        import cv2
         import torch
 
         from pixio_3d.checkpoint import load_model
 
         if args.threads > 0:
             torch.set_num_threads(args.threads)
+            cv2.setNumThreads(args.threads)  # the features solver's OpenCV SIFT
         model, model_config = load_model(args.checkpoint)
         if model_config["task"] != "reconstruction":
             raise SystemExit(f"{args.checkpoint} is a {model_config['task']!r} model")
         environment.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+        environment.update(opencv=cv2.__version__, opencv_threads=cv2.getNumThreads())
         environment["checkpoint_config"] = model_config
     else:
         print("no --checkpoint: running COLMAP only")

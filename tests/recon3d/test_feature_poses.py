@@ -14,6 +14,7 @@ from pixio_3d.metrics import relative_pose_errors
 from pixio_3d.models import ReconstructionConfig, ReconstructionModel
 from pixio_3d.models.reconstruction import _with_refined_intrinsics
 from pixio_3d.pose_solver import (
+    SIFT_BACKENDS,
     FeaturePoses,
     FeatureSettings,
     candidate_pairs,
@@ -23,6 +24,7 @@ from pixio_3d.pose_solver import (
     poses_from_keypoints,
     quiet_pycolmap_logs,
     relative_pose_from_features,
+    sift_extractor,
     sift_features,
     triangulated_depth,
 )
@@ -261,18 +263,33 @@ def rendered():
     return render_scene(build_scene(5, 4, SceneConfig(camera_arc_degrees=67.5)), 192, 256)
 
 
-def test_sift_poses_on_a_rendered_scene(rendered):
+@pytest.mark.parametrize("backend", SIFT_BACKENDS)
+def test_sift_backends_put_pixel_centres_at_half_pixels(backend):
+    """A blob centred on pixel (col 40, row 30) is at (40.5, 30.5) in COLMAP's convention."""
+    rows, cols = np.mgrid[0:64, 0:80]
+    blob = np.exp(-((cols - 40) ** 2 + (rows - 30) ** 2) / (2 * 3.0**2))
+    image = np.round(30 + 200 * blob).astype(np.uint8)
+    keypoints, _ = sift_features(image, sift_extractor(backend=backend))
+    nearest = np.linalg.norm(keypoints - [40.5, 30.5], axis=1).min()
+    assert nearest < 0.2, keypoints
+    with pytest.raises(ValueError, match="sift must be one of"):
+        FeatureSettings(sift="vlfeat")
+
+
+@pytest.mark.parametrize("backend", SIFT_BACKENDS)
+def test_sift_poses_on_a_rendered_scene(rendered, backend):
     """Real SIFT; the network's views are half the photos' size (intrinsics, depth 128x96)."""
     views = rendered
     gt = np.linalg.inv(views.cam2world[0]) @ views.cam2world
-    keypoints, descriptors = sift_features(views.rgb[0])
+    keypoints, descriptors = sift_features(views.rgb[0], sift_extractor(backend=backend))
     assert keypoints.shape[1] == 2 and descriptors.shape == (len(keypoints), 128)
     assert len(keypoints) > 50
     np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, rtol=1e-5)
     fallback = torch.eye(4, dtype=torch.float64).repeat(4, 1, 1)
     intrinsics = torch.from_numpy(np.diag([0.5, 0.5, 1.0]) @ views.intrinsics)
     depth = torch.from_numpy(views.depth[:, ::2, ::2].astype(np.float64))
-    poses, placed, *_ = poses_from_features(list(views.rgb), intrinsics, depth, fallback)
+    settings = FeatureSettings(sift=backend)
+    poses, placed, *_ = poses_from_features(list(views.rgb), intrinsics, depth, fallback, settings)
     placed_views = [v for v in range(1, 4) if placed[v] > 0]
     assert placed_views, "no view placed"
     rotation, translation = errors_deg(poses, gt)
@@ -288,7 +305,7 @@ def test_sift_poses_on_a_rendered_scene(rendered):
     keypoints, descriptors = sift_features(blank)
     assert keypoints.shape == (0, 2) and descriptors.shape == (0, 128)
     photos = [views.rgb[0], views.rgb[1], blank, views.rgb[3]]
-    poses, placed, *_ = poses_from_features(photos, intrinsics, depth, fallback)
+    poses, placed, *_ = poses_from_features(photos, intrinsics, depth, fallback, settings)
     assert placed[2] == 0 and torch.equal(poses[2], fallback[2])
     with pytest.raises(ValueError, match="aspect"):
         poses_from_features([v[:, :200] for v in views.rgb], intrinsics, depth, fallback)
@@ -399,7 +416,7 @@ def test_candidate_pairs_keep_each_views_best_pairs():
         descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
         features.append((np.zeros((len(descriptors), 2)), descriptors))
     usable = [True, True, True, True, False]
-    every = candidate_pairs(features, usable)
+    every = candidate_pairs(features, usable, FeatureSettings(max_pairs_per_view=0))
     assert set(every) == {(0, 1), (1, 2), (0, 2), (2, 3)}
     assert {pair: len(m) for pair, m in every.items()} == {k: shared[k] for k in every}
     best = candidate_pairs(features, usable, FeatureSettings(max_pairs_per_view=1))
