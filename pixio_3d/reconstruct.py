@@ -105,8 +105,16 @@ def predict_views(
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     normalized = ((images.to(device) - mean) / std)[None]
     known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
+    photos = None
+    if pose_solver == "features":  # the keypoints come from the views' own uint8 colours
+        pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        photos = [list(pixels.cpu().numpy())]
     outputs = model.infer(
-        normalized, known, pose_solver=pose_solver, feature_settings=feature_settings
+        normalized,
+        known,
+        pose_solver=pose_solver,
+        photos=photos,
+        feature_settings=feature_settings,
     )
     return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}
 
