@@ -39,6 +39,20 @@ def sample_depth(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return out
 
 
+def depth_ratios(
+    depth: np.ndarray, views: np.ndarray, pixels: np.ndarray, z: np.ndarray
+) -> np.ndarray:
+    """The network's z-depth over ``z (n,)`` at observations in ``views (n,)`` at ``pixels (n,
+    2)`` of the depth maps ``depth (V, H, W)``, where both are finite and positive: their median
+    puts geometry of arbitrary scale at the network's metric scale."""
+    network_z = np.full(len(views), np.nan)
+    for view in np.unique(views):
+        here = views == view
+        network_z[here] = sample_depth(depth[view], pixels[here])
+    usable = np.isfinite(network_z) & (network_z > 0) & np.isfinite(z) & (z > 0)
+    return network_z[usable] / z[usable]
+
+
 def feature_tracks(
     features: Sequence[tuple[np.ndarray, np.ndarray]],
     edges: Sequence[ViewPair],
@@ -221,15 +235,15 @@ def bundle_adjust(
                     return None
                 k_photo[v, 0, 0] = k_photo[v, 1, 1] = focal
 
-    ratios = []  # the network's z-depth over the points' at every observation
+    views, pixels, z = [], [], []  # every observation of the adjusted points
     for point in reconstruction.points3D.values():
         for element in point.track.elements:
             v = element.image_id - 1
-            z = world2cam[v][2, :3] @ point.xyz + world2cam[v][2, 3]
-            pixel = features[v][0][element.point2D_idx] / np.diag(to_photo)[:2]
-            network_z = sample_depth(depth[v], pixel[None])[0]
-            if z > 0 and np.isfinite(network_z) and network_z > 0:
-                ratios.append(network_z / z)
+            views.append(v)
+            pixels.append(features[v][0][element.point2D_idx])
+            z.append(world2cam[v][2, :3] @ point.xyz + world2cam[v][2, 3])
+    pixels = np.array(pixels).reshape(-1, 2) / np.diag(to_photo)[:2]
+    ratios = depth_ratios(depth, np.array(views, np.int64), pixels, np.array(z, np.float64))
     if len(ratios) < MIN_POINTS:
         return None
     scale = float(np.median(ratios))

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from pixio_3d.bundle_adjust import ViewPair, bundle_adjust, sample_depth
+from pixio_3d.bundle_adjust import ViewPair, bundle_adjust, depth_ratios
 from pixio_3d.geometry import patch_centres, umeyama
 
 MIN_MATCHES = 6
@@ -459,8 +459,9 @@ def poses_from_features(
         intrinsics: ``(V, 3, 3)`` of the views at the network's size ``(H, W)``.
         depth_z: ``(V, H, W)`` the network's z-depth (sets the translation lengths).
         fallback: ``(V, 4, 4)`` poses kept for views the view graph does not reach.
-        refine_focal: the views share one camera whose focal length the bundle adjustment
-            refines, starting from the median of ``intrinsics`` (for predicted intrinsics).
+        refine_focal: the bundle adjustment also refines each placed view's focal length
+            (one per view, fx = fy, starting from the mean of its ``intrinsics``' fx and fy; for
+            predicted intrinsics).
     """
     views, height, width = depth_z.shape
     if len(photos) != views:
@@ -515,11 +516,12 @@ def poses_from_keypoints(
         pose, matches = found
         points_i, points_j = features[i][0][matches[:, 0]], features[j][0][matches[:, 1]]
         z_i, z_j = triangulated_depth(points_i, points_j, k_photo[i], k_photo[j], pose)
-        network_z = sample_depth(depth[i], points_i / np.diag(to_photo)[:2])
-        usable = (z_i > 0) & (z_j > 0) & np.isfinite(network_z) & (network_z > 0)
-        if usable.sum() < MIN_MATCHES:
+        in_front = np.where(z_j > 0, z_i, np.nan)  # points in front of both cameras
+        views_i = np.full(len(z_i), i)
+        ratios = depth_ratios(depth, views_i, points_i / np.diag(to_photo)[:2], in_front)
+        if len(ratios) < MIN_MATCHES:
             continue
-        pose[:3, 3] *= np.median(network_z[usable] / z_i[usable])
+        pose[:3, 3] *= np.median(ratios)
         edges.append(ViewPair(len(matches), i, j, pose, matches))
     cam2world = {0: np.eye(4)}
     placed_by = np.zeros(views, np.int64)
