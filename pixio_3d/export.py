@@ -33,6 +33,7 @@ OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
 
 __all__ = [
     "OPENCV_TO_GLTF",
+    "colmap_observations",
     "save_depth_map",
     "write_colmap_model",
     "write_glb_scene",
@@ -370,6 +371,49 @@ def write_colmap_model(
         else:
             reconstruction.write_text(tmp)
     return Path(directory)
+
+
+def colmap_observations(
+    points: np.ndarray,
+    cam2world: np.ndarray,
+    intrinsics: np.ndarray,
+    depth_z: np.ndarray,
+    relative_tolerance: float = 0.05,
+    absolute_tolerance: float = 0.0,
+    max_per_image: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which views see each point: the 2D observations of COLMAP tracks.
+
+    ``points (N, 3)`` world, ``cam2world (V, 4, 4)``, ``intrinsics (V, 3, 3)``, ``depth_z (V, H,
+    W)``. A point is observed in a view when it projects inside the image in front of the camera
+    and its z agrees with the view's depth at that pixel within ``relative_tolerance * depth +
+    absolute_tolerance`` (not occluded). ``max_per_image`` keeps a random subset (``seed``) of
+    each view's observations, which bounds the size and write time of the model. Returns ``(point_index (M,), image_index (M,), pixel_xy
+    (M, 2))``, pixel centres at +0.5, as :func:`pixio_3d.export.write_colmap_model` takes them.
+    """
+    height, width = depth_z.shape[1:]
+    rng = np.random.default_rng(seed)
+    point_ids, image_ids, pixels = [], [], []
+    for view, (pose, k) in enumerate(zip(cam2world, intrinsics, strict=True)):
+        local = (points - pose[:3, 3]) @ pose[:3, :3]
+        z = local[:, 2]
+        front = z > 1e-9
+        u = np.full(len(points), -1.0)
+        v = np.full(len(points), -1.0)
+        u[front] = k[0, 0] * local[front, 0] / z[front] + k[0, 2]
+        v[front] = k[1, 1] * local[front, 1] / z[front] + k[1, 2]
+        inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        index = np.flatnonzero(inside)
+        observed = depth_z[view, v[index].astype(np.int64), u[index].astype(np.int64)]
+        tolerance = relative_tolerance * observed + absolute_tolerance
+        visible = index[np.abs(z[index] - observed) <= tolerance]
+        if max_per_image is not None and len(visible) > max_per_image:
+            visible = np.sort(rng.choice(visible, max_per_image, replace=False))
+        point_ids.append(visible)
+        image_ids.append(np.full(len(visible), view))
+        pixels.append(np.stack([u[visible], v[visible]], axis=1))
+    return np.concatenate(point_ids), np.concatenate(image_ids), np.concatenate(pixels)
 
 
 # nerfstudio / instant-ngp cameras are OpenGL-style (x right, y up, z back): the camera axes of

@@ -20,6 +20,7 @@ from PIL import Image
 from pixio_3d.checkpoint import load_model, save_model
 from pixio_3d.cli_depth import main as depth_main
 from pixio_3d.cli_recon import main as recon_main
+from pixio_3d.export import colmap_observations
 from pixio_3d.models import (
     MonoDepthConfig,
     MonoDepthModel,
@@ -27,7 +28,7 @@ from pixio_3d.models import (
     ReconstructionModel,
 )
 from pixio_3d.photos import load_photos
-from pixio_3d.reconstruct import colmap_observations, predict_views, reconstruct_photos
+from pixio_3d.reconstruct import predict_views, reconstruct_photos
 from pixio_3d.scenes import SceneConfig, build_scene, render_scene
 from pixio_core.loading import load_frozen_encoder, save_encoder
 from pixio_core.models.registry import create_encoder
