@@ -8,7 +8,7 @@ covering an arc of 22.5 (V - 1) degrees); ``--selection overlap`` takes the view
 
 Scored alike for both methods:
 
-- poses: :func:`pixio_3d.metrics.pose_metrics` AUC@5 / AUC@30 over all view pairs, a pair with an
+- poses: :func:`pixio_3d.evaluation.metrics.pose_metrics` AUC@5 / AUC@30 over all view pairs, a pair with an
   unregistered view counting as failed (the model registers every view);
 - points: the number of 3D points (COLMAP's sparse model; the model's ``V H W`` pixels), and the
   Chamfer distance (accuracy: prediction to GT, completeness: GT to prediction, metres) to the
@@ -125,7 +125,7 @@ def score(
     seed: int,
 ) -> dict[str, Any]:
     """Pose metrics (unregistered = failure) and Sim(3)-aligned Chamfer of one prediction."""
-    from pixio_3d.metrics import chamfer_distance, pose_metrics
+    from pixio_3d.evaluation.metrics import chamfer_distance, pose_metrics
 
     poses = np.where(registered[:, None, None], pred_cam2world, np.eye(4))  # NaN-free input
     result: dict[str, Any] = pose_metrics(poses, gt_cam2world, registered=registered)
@@ -151,7 +151,7 @@ def score(
 
 # ------------------------------------------------------------------------------------ methods
 def run_colmap(scene: dict[str, Any], config: str, args: argparse.Namespace) -> dict[str, Any]:
-    from pixio_3d.colmap_baseline import run_colmap_sfm
+    from pixio_3d.sfm.colmap_baseline import run_colmap_sfm
 
     intrinsics, _, settings = config.partition("-")
     with PeakMemory() as memory:
@@ -187,12 +187,13 @@ def run_model(
     pose_solver: str = "head",
     feature_settings: Any = None,
 ) -> dict[str, Any]:
-    """``infer`` on the views (resized to ``size = (W, H)`` with ``K`` scaled, if given), poses
-    from the model's ``pose_solver`` (see :meth:`ReconstructionModel.infer`). The ``features``
-    solver takes its keypoints from the scene's images at their own size (COLMAP's input)."""
+    """:func:`pixio_3d.pipeline.predict` on the views (resized to ``size = (W, H)`` with ``K``
+    scaled, if given), poses from ``pose_solver``. The ``features`` solver takes its keypoints
+    from the scene's images at their own size (COLMAP's input)."""
     import torch
     import torch.nn.functional as F
 
+    from pixio_3d.pipeline import predict
     from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
     rgb = torch.from_numpy(scene["rgb"]).permute(0, 3, 1, 2).float() / 255.0
@@ -211,7 +212,8 @@ def run_model(
     photos = [list(scene["rgb"])] if pose_solver == "features" else None
     with torch.inference_mode(), PeakMemory() as memory:
         start = time.perf_counter()
-        output = model.infer(
+        output = predict(
+            model,
             images,
             intrinsics,
             pose_solver=pose_solver,
@@ -223,7 +225,8 @@ def run_model(
     with torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            model.infer(
+            predict(
+                model,
                 images,
                 intrinsics,
                 pose_solver=pose_solver,
@@ -244,7 +247,7 @@ def run_model(
 
 # --------------------------------------------------------------------------------------- data
 def _size(text: str) -> tuple[int, int]:
-    from pixio_3d.cli_scenes import parse_size
+    from pixio_3d.cli.scenes import parse_size
 
     width, height = parse_size(text)
     if width < 16 or height < 16 or width % 16 or height % 16:
@@ -276,7 +279,7 @@ def prepare_scenes(args: argparse.Namespace) -> list[Path]:
             f"{out} holds other scenes (seed, size, views or arc differ); remove it or pass "
             "--scenes-out to another folder"
         )
-    from pixio_3d.scenes import SceneConfig, generate_dataset
+    from pixio_3d.data.scenes import SceneConfig, generate_dataset
 
     print(f"generating {args.num_scenes} held-out scenes (seed {args.seed}) into {out}")
     return generate_dataset(
@@ -425,7 +428,7 @@ def main() -> None:
     for config in model_configs:
         if config not in MODEL_CONFIGS:
             raise SystemExit(f"unknown model config {config!r}; choose from {MODEL_CONFIGS}")
-    from pixio_3d.pose_solver import POSE_SOLVERS, parse_feature_settings
+    from pixio_3d.sfm import POSE_SOLVERS, parse_feature_settings
 
     try:
         feature_settings = parse_feature_settings(args.feature_settings)

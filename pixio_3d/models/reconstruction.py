@@ -42,33 +42,23 @@ Images are ImageNet mean/std normalized, as the encoder contract requires.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp, build_sincos2d_pos_embed
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from pixio_3d.geometry import (
     intrinsics_from_rays,
-    points_from_z_depth,
     pose_from_quaternion_translation,
-    quaternion_translation_from_pose,
     ray_directions,
     transform_points,
 )
-from pixio_3d.pose_solver import (
-    POSE_SOLVERS,
-    FeaturePoses,
-    FeatureSettings,
-    poses_from_features,
-    poses_from_matches,
-)
-from pixio_core.models.dpt import DPTHead, ResidualConvUnit, tokens_to_feature_map
+from pixio_3d.models.heads import PoseHead, soft_matches
+from pixio_3d.models.trunk import alternating_attention, attention_blocks
+from pixio_core.models.dpt import DPTHead, tokens_to_feature_map
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
 # Adam moves a scalar by about lr per step: at lr 5e-4 the matching temperature (a log-scale
@@ -152,24 +142,6 @@ class ReconstructionConfig:
         return asdict(self)
 
 
-class PoseHead(nn.Module):
-    """Per-view map ``(N, C, h, w)`` -> unit quaternion ``(N, 4)`` (w >= 0), translation (N, 3)."""
-
-    def __init__(self, width: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.refine = nn.Sequential(ResidualConvUnit(width), ResidualConvUnit(width))
-        self.mlp = Mlp(width, hidden_dim, 7)
-
-    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.refine(feature_map).mean(dim=(-2, -1))
-        out = self.mlp(pooled)
-        # bias toward the identity rotation so an untrained head starts from "no rotation"
-        quats = out[:, :4] + out.new_tensor([1.0, 0.0, 0.0, 0.0])
-        quats = F.normalize(quats, dim=-1)
-        quats = torch.where(quats[:, :1] < 0, -quats, quats)
-        return quats, out[:, 4:]
-
-
 class ReconstructionModel(nn.Module):
     """Encoder + alternating-attention transformer + DPT/pose/scale heads (see the module doc)."""
 
@@ -190,11 +162,12 @@ class ReconstructionModel(nn.Module):
         self.reference_embed = nn.Parameter(torch.zeros(1, 1, width))
         self.scale_token = nn.Parameter(torch.zeros(1, 1, width))
 
-        def block() -> Block:
-            return Block(width, config.num_heads, config.mlp_ratio, qkv_bias=True)
-
-        self.frame_blocks = nn.ModuleList(block() for _ in range(config.depth))
-        self.global_blocks = nn.ModuleList(block() for _ in range(config.depth))
+        self.frame_blocks = attention_blocks(
+            width, config.num_heads, config.mlp_ratio, config.depth
+        )
+        self.global_blocks = attention_blocks(
+            width, config.num_heads, config.mlp_ratio, config.depth
+        )
         self.norm = nn.LayerNorm(width)
         self.dense_head = DPTHead(
             in_channels=(token_dim, width, width, width),
@@ -306,17 +279,10 @@ class ReconstructionModel(nn.Module):
         tokens = tokens + is_reference * self.reference_embed
         scale = self.scale_token.expand(batch, 1, channels)
 
-        intermediate: dict[int, torch.Tensor] = {}
-        for index, (frame_block, global_block) in enumerate(
-            zip(self.frame_blocks, self.global_blocks, strict=True)
-        ):
-            tokens = frame_block(tokens.reshape(batch * views, n_tokens, channels))
-            sequence = torch.cat([tokens.reshape(batch, views * n_tokens, channels), scale], dim=1)
-            sequence = global_block(sequence)
-            tokens, scale = sequence[:, :-1], sequence[:, -1:]
-            if index in self.config.hook_pairs:
-                intermediate[index] = tokens
-        hooks = [intermediate[index] for index in self.config.hook_pairs] + [tokens]
+        tokens, scale, hooks = alternating_attention(
+            tokens, scale, self.frame_blocks, self.global_blocks, self.config.hook_pairs
+        )
+        hooks = [*hooks, tokens]
 
         def patch_map(x: torch.Tensor) -> torch.Tensor:
             x = x.reshape(batch * views, n_tokens, -1)[:, n_prefix:]
@@ -378,145 +344,41 @@ class ReconstructionModel(nn.Module):
         and the match logits ``(B, V, h*w, h*w)`` (the loss's ``match`` term supervises them with
         the true correspondences). A flow field is what relative pose is read from; regressing
         pose from pooled tokens alone did not learn."""
-        features = self.match_proj(tokens)
-        # frozen encoder tokens share a large common component (mean cosine 0.87 between
-        # patches): centre each view's tokens so that the similarity sees what differs between patches
-        features = F.normalize(features - features.mean(dim=-2, keepdim=True), dim=-1)
-        scale = self.match_logit_scale.exp().clamp(max=100.0)
-        similarity = scale * features @ features[:, :1].transpose(-1, -2)  # (B, V, P, P)
-        probability = similarity.softmax(dim=-1)
-        rows, cols = torch.meshgrid(
-            torch.linspace(-1, 1, grid[0], device=tokens.device, dtype=tokens.dtype),
-            torch.linspace(-1, 1, grid[1], device=tokens.device, dtype=tokens.dtype),
-            indexing="ij",
-        )
-        coords = torch.stack([cols.flatten(), rows.flatten()], dim=-1)  # (P, 2) as (x, y)
-        flow = probability @ coords - coords
-        return torch.cat([flow, probability.amax(dim=-1, keepdim=True)], dim=-1), similarity
+        return soft_matches(self.match_proj(tokens), self.match_logit_scale, grid)
 
     @torch.no_grad()
     def infer(
         self,
         images: torch.Tensor,
         intrinsics: torch.Tensor | None = None,
-        pose_solver: str = "head",
-        photos: Sequence[Sequence[np.ndarray]] | None = None,
-        feature_settings: FeatureSettings | None = None,
+        keep_match_logits: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Metric reconstruction of ``B`` scenes of ``V`` views each (no gradients).
+        """Metric reconstruction of ``B`` scenes of ``V`` views each from the network alone (no
+        gradients); poses are the pose head's. :func:`pixio_3d.pipeline.predict` adds the
+        classical pose solvers (:mod:`pixio_3d.sfm`) on top.
 
         Args:
             images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16, ``V >= 1``.
             intrinsics: optional known ``(B, V, 3, 3)``; they condition the network and replace the
                 predicted rays (the returned rays and intrinsics are exactly the given ones).
-            pose_solver: ``head`` (the pose head's poses) or ``matches`` (a robust rigid fit of
-                each view's camera-frame points to view 0's at the pose-matching matches, see
-                :mod:`pixio_3d.pose_solver`; needs ``pose_matching``; views with too few matches
-                keep the head's pose), or ``features`` (SIFT two-view geometry chained over a
-                view graph, translation lengths from the predicted depth; views it cannot
-                place keep the head's pose; see :mod:`pixio_3d.pose_solver`).
-            photos: for ``features`` only: per scene the ``V`` uint8 ``(H', W', 3)`` images the
-                keypoints come from, framing the views exactly (e.g. the photos at a higher
-                resolution than the network's); default: the views themselves. Without known
-                ``intrinsics`` the predicted ones are used.
-            feature_settings: for ``features`` only (default :class:`FeatureSettings()`).
+            keep_match_logits: also return ``match_logits (B, V, h*w, h*w)`` (models with
+                ``pose_matching``; the ``matches`` pose solver reads them).
 
         Returns (MapAnything's key names; metric units; world = camera of view 0):
         ``pts3d (B, V, H, W, 3)`` world points, ``pts3d_cam (B, V, H, W, 3)`` camera-frame points,
         ``ray_directions (B, V, H, W, 3)``, ``depth_along_ray (B, V, H, W)``,
         ``depth_z (B, V, H, W)``, ``camera_poses (B, V, 4, 4)`` camera-to-world,
         ``cam_quats (B, V, 4)``, ``cam_trans (B, V, 3)``, ``intrinsics (B, V, 3, 3)``,
-        ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``; with ``matches`` or
-        ``features`` also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the
-        view-graph edge (``features``) behind each view's pose, 0 where the head's pose was kept
-        (and for view 0); with ``features`` also ``pose_reprojection_error (B,)``: the bundle
-        adjustment's mean reprojection error in pixels of the keypoint images (NaN where none
-        ran). Without known ``intrinsics``, ``features`` returns the focal lengths the bundle
-        adjustment refined, with the rays, camera-frame points and depths along the rays that
-        follow from them (the z-depth stays the network's).
+        ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``.
         """
-        if pose_solver not in POSE_SOLVERS:
-            raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
-        if pose_solver == "matches" and not self.config.pose_matching:
-            raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
         raw = self.forward(images, intrinsics, frames_chunk_size=self.config.frames_chunk_size)
         height, width = images.shape[-2:]
         if intrinsics is not None:
             raw["ray_directions"] = ray_directions(intrinsics.to(raw["conf"]), height, width)
         out = compose_geometry(raw, intrinsics)
-        if pose_solver != "head":
-            if pose_solver == "matches":
-                grid = (height // self.patch_size, width // self.patch_size)
-                poses, support = poses_from_matches(
-                    out["pts3d_cam"], raw["match_logits"], out["camera_poses"], grid
-                )
-            else:
-                if photos is None:
-                    photos = [_uint8_views(scene) for scene in images]
-                if len(photos) != images.shape[0]:
-                    raise ValueError(
-                        f"photos for {len(photos)} scenes, images of {images.shape[0]}"
-                    )
-                settings = feature_settings or FeatureSettings()
-                solved = [
-                    poses_from_features(
-                        scene_photos,
-                        out["intrinsics"][b],
-                        out["depth_z"][b],
-                        out["camera_poses"][b],
-                        settings,
-                        refine_focal=intrinsics is None,
-                    )
-                    for b, scene_photos in enumerate(photos)
-                ]
-                poses = torch.stack([found.poses for found in solved])
-                support = torch.stack([found.placed for found in solved]).to(poses.device)
-                out["pose_reprojection_error"] = torch.tensor(
-                    [found.reprojection_error for found in solved], device=poses.device
-                )
-                if intrinsics is None:  # the bundle adjustment's focal lengths, same z-depth
-                    out = _with_refined_intrinsics(out, solved)
-            quats, trans = quaternion_translation_from_pose(poses)
-            out.update(
-                pose_support=support,
-                camera_poses=poses,
-                cam_quats=quats,
-                cam_trans=trans,
-                pts3d=transform_points(poses, out["pts3d_cam"]),
-            )
+        if keep_match_logits and "match_logits" in raw:
+            out["match_logits"] = raw["match_logits"]
         return out
-
-
-def _with_refined_intrinsics(
-    out: dict[str, torch.Tensor], solved: Sequence[FeaturePoses]
-) -> dict[str, torch.Tensor]:
-    """``out`` with the intrinsics of the scenes whose focal lengths the features solver's
-    bundle adjustment refined, and the rays, camera-frame points and depths along the rays that
-    follow from them for the same z-depth (a refined focal length moves the points along the
-    image plane)."""
-    out = dict(out)
-    keys = ("intrinsics", "ray_directions", "pts3d_cam", "depth_along_ray")
-    for key in keys:
-        out[key] = out[key].clone()
-    height, width = out["depth_z"].shape[-2:]
-    for b, found in enumerate(solved):
-        if not found.num_points:  # no bundle adjustment ran: the fitted intrinsics stay
-            continue
-        intrinsics = found.intrinsics.to(out["depth_z"])
-        points_cam = points_from_z_depth(out["depth_z"][b], intrinsics)
-        out["intrinsics"][b] = intrinsics
-        out["ray_directions"][b] = ray_directions(intrinsics, height, width)
-        out["pts3d_cam"][b] = points_cam
-        out["depth_along_ray"][b] = points_cam.norm(dim=-1)
-    return out
-
-
-def _uint8_views(images: torch.Tensor) -> list[np.ndarray]:
-    """``(V, 3, H, W)`` ImageNet-normalized views -> ``V`` uint8 ``(H, W, 3)`` arrays."""
-    from pixio_core.visualize import denormalize  # matplotlib: only when the solver needs it
-
-    pixels = (denormalize(images.float()) * 255.0).round().to(torch.uint8)
-    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
 
 
 def compose_geometry(

@@ -17,8 +17,7 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from pixio_3d.colmap_baseline import run_colmap_sfm, stretch_contrast
+from pixio_3d.data.scenes import SceneConfig, build_scene, render_scene, scene_seed
+from pixio_3d.evaluation.metrics import absolute_trajectory_error, pose_metrics
 from pixio_3d.geometry import umeyama
-from pixio_3d.metrics import absolute_trajectory_error, pose_metrics
-from pixio_3d.scenes import SceneConfig, build_scene, render_scene, scene_seed
+from pixio_3d.sfm.colmap_baseline import run_colmap_sfm, stretch_contrast
 
 HEIGHT, WIDTH, VIEWS = 192, 256, 16
 

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from pixio_3d.cli_demo import OUT, main
+from pixio_3d.cli.demo import OUT, main
 from pixio_core import create_encoder, save_encoder
 
 

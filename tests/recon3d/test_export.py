@@ -12,7 +12,8 @@ import trimesh
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from pixio_3d import export, preview
+from pixio_3d import export
+from pixio_3d.export import preview
 from pixio_3d.geometry import matrix_to_quaternion
 
 HEIGHT, WIDTH = 48, 64
@@ -38,6 +39,13 @@ def _cloud(count: int = 2000, outliers: int = 20, seed: int = 0):
     return points, colors
 
 
+def _filter_and_write(path, points, colors=None, confidence=None, overwrite=False, **filters):
+    """The two steps of a filtered PLY: filter_point_cloud, then write_ply; returns the counts."""
+    cloud = export.filter_point_cloud(points, colors, confidence, **filters)
+    export.write_ply(path, cloud.points, cloud.colors, cloud.confidence, overwrite=overwrite)
+    return cloud.counts
+
+
 def _no_temporaries(folder):
     return [p.name for p in folder.iterdir() if ".tmp" in p.name or p.name.endswith(".old")]
 
@@ -47,7 +55,7 @@ def test_ply_filters_and_reads_back(tmp_path):
     confidence = np.linspace(0, 1, len(points))
     confidence[-20:] = 1.0  # confident outliers must go through the statistical filter
     points[5] = np.nan
-    counts = export.write_point_cloud_ply(
+    counts = _filter_and_write(
         tmp_path / "cloud.ply", torch.from_numpy(points), colors, confidence, min_confidence=0.25
     )
     assert counts["input"] == 2020 and counts["finite"] == 2019
@@ -74,19 +82,17 @@ def test_ply_voxel_float_colors_overwrite_and_errors(tmp_path):
     points, _ = _cloud(outliers=0)
     colors = np.full((len(points), 3), 0.5)
     path = tmp_path / "voxels.ply"
-    counts = export.write_point_cloud_ply(
-        path, points, colors, voxel_size=0.25, outlier_nb_neighbors=0
-    )
+    counts = _filter_and_write(path, points, colors, voxel_size=0.25, outlier_nb_neighbors=0)
     assert counts["voxel"] == counts["written"] <= 4**3
     assert np.allclose(np.asarray(o3d.io.read_point_cloud(str(path)).colors), 128 / 255)
     with pytest.raises(FileExistsError, match="overwrite"):
-        export.write_point_cloud_ply(path, points, colors)
-    export.write_point_cloud_ply(path, points[:100], colors[:100], overwrite=True)
+        _filter_and_write(path, points, colors)
+    _filter_and_write(path, points[:100], colors[:100], overwrite=True)
     assert len(o3d.io.read_point_cloud(str(path)).points) <= 100
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        export.write_point_cloud_ply(tmp_path / "x.ply", points, colors * 255)
+        _filter_and_write(tmp_path / "x.ply", points, colors * 255)
     with pytest.raises(ValueError, match="no points left"):
-        export.write_point_cloud_ply(
+        _filter_and_write(
             tmp_path / "x.ply", points, None, np.zeros(len(points)), min_confidence=0.5
         )
     assert not (tmp_path / "x.ply").exists() and _no_temporaries(tmp_path) == []

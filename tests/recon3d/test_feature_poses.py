@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from pixio_3d.bundle_adjust import ViewPair, feature_tracks, triangulate_tracks
+from pixio_3d.data.scenes import SceneConfig, build_scene, render_scene
+from pixio_3d.evaluation.metrics import relative_pose_errors
 from pixio_3d.geometry import ray_directions, transform_points
-from pixio_3d.metrics import relative_pose_errors
 from pixio_3d.models import ReconstructionConfig, ReconstructionModel
-from pixio_3d.models.reconstruction import _with_refined_intrinsics
-from pixio_3d.pose_solver import (
+from pixio_3d.pipeline import predict
+from pixio_3d.sfm import (
     SIFT_BACKENDS,
     FeaturePoses,
     FeatureSettings,
+    ViewPair,
     candidate_pairs,
     match_descriptors,
     parse_feature_settings,
@@ -28,7 +29,8 @@ from pixio_3d.pose_solver import (
     sift_features,
     triangulated_depth,
 )
-from pixio_3d.scenes import SceneConfig, build_scene, render_scene
+from pixio_3d.sfm.bundle_adjust import feature_tracks, triangulate_tracks
+from pixio_3d.sfm.refine import with_refined_intrinsics
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 from pixio_core.models.registry import create_encoder
 
@@ -328,7 +330,7 @@ def test_infer_with_the_feature_solver(rendered):
     x = ((small - mean) / std)[None]
     intrinsics = torch.from_numpy(np.diag([0.5, 0.5, 1.0]) @ rendered.intrinsics).float()[None]
     head = model.infer(x, intrinsics)
-    solved = model.infer(x, intrinsics, pose_solver="features", photos=[list(rendered.rgb)])
+    solved = predict(model, x, intrinsics, pose_solver="features", photos=[list(rendered.rgb)])
     torch.testing.assert_close(solved["pts3d_cam"], head["pts3d_cam"])  # geometry unchanged
     torch.testing.assert_close(solved["camera_poses"][:, 0], torch.eye(4)[None])
     torch.testing.assert_close(
@@ -345,15 +347,15 @@ def test_infer_with_the_feature_solver(rendered):
     # matches are too close to parallel to triangulate, so no bundle adjustment runs and the
     # fitted intrinsics stay
     plain = model.infer(x)
-    estimated = model.infer(x, pose_solver="features", photos=[list(rendered.rgb)])
+    estimated = predict(model, x, pose_solver="features", photos=[list(rendered.rgb)])
     assert torch.isnan(estimated["pose_reprojection_error"]).all()
     torch.testing.assert_close(estimated["intrinsics"], plain["intrinsics"])
     torch.testing.assert_close(estimated["pts3d_cam"], plain["pts3d_cam"])
     # without photos the keypoints come from the (128x96) views themselves: it runs
-    low = model.infer(x, intrinsics, pose_solver="features")
+    low = predict(model, x, intrinsics, pose_solver="features")
     assert low["camera_poses"].shape == (1, 4, 4, 4)
     with pytest.raises(ValueError, match="photos for 2 scenes"):
-        model.infer(x, intrinsics, pose_solver="features", photos=[list(rendered.rgb)] * 2)
+        predict(model, x, intrinsics, pose_solver="features", photos=[list(rendered.rgb)] * 2)
 
 
 def test_refined_focal_lengths_move_rays_and_points_but_keep_the_z_depth():
@@ -374,7 +376,7 @@ def test_refined_focal_lengths_move_rays_and_points_but_keep_the_z_depth():
         FeaturePoses(torch.eye(4).repeat(2, 1, 1), torch.zeros(2), fitted[0]),  # no adjustment
         FeaturePoses(torch.eye(4).repeat(2, 1, 1), torch.zeros(2), refined, 0.3, 50),
     ]
-    new = _with_refined_intrinsics(out, solved)
+    new = with_refined_intrinsics(out, solved)
     for key in ("intrinsics", "ray_directions", "pts3d_cam", "depth_along_ray"):
         torch.testing.assert_close(new[key][0], out[key][0])  # scene 0 untouched
     torch.testing.assert_close(new["intrinsics"][1], refined)

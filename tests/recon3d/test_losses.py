@@ -13,7 +13,7 @@ from pixio_3d.geometry import (
     ray_directions,
     relative_poses,
 )
-from pixio_3d.losses import (
+from pixio_3d.training.losses import (
     MatchLoss,
     QuaternionLoss,
     ReconstructionLoss,

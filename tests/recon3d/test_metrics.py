@@ -1,4 +1,4 @@
-"""Known-answer tests of pixio_3d.metrics (perturbed-ground-truth predictors, recon3d.md §6.3)."""
+"""Known-answer tests of pixio_3d.evaluation.metrics (perturbed-ground-truth predictors, recon3d.md §6.3)."""
 
 import math
 
@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 from scipy.stats import norm
 
 from pixio_3d import geometry as geo
-from pixio_3d import metrics
+from pixio_3d.evaluation import metrics
 
 VIEWS, HEIGHT, WIDTH = 5, 12, 16
 

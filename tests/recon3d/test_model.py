@@ -12,12 +12,6 @@ from pixio_3d.geometry import (
     ray_directions,
     transform_points,
 )
-from pixio_3d.losses import (
-    QuaternionLoss,
-    ReconstructionLoss,
-    ScaleShiftInvariantLoss,
-    SegmentationLoss,
-)
 from pixio_3d.models import (
     MonoDepthConfig,
     MonoDepthModel,
@@ -26,6 +20,13 @@ from pixio_3d.models import (
     SegmentationConfig,
     SegmentationModel,
     dense_features,
+)
+from pixio_3d.pipeline import predict
+from pixio_3d.training.losses import (
+    QuaternionLoss,
+    ReconstructionLoss,
+    ScaleShiftInvariantLoss,
+    SegmentationLoss,
 )
 from pixio_core.models.registry import create_encoder
 
@@ -433,7 +434,7 @@ def test_infer_with_the_match_solver():
     model = ReconstructionModel(frozen_encoder(), ReconstructionConfig(**TINY)).eval()
     x = images(1, 3)
     head = model.infer(x)
-    solved = model.infer(x, pose_solver="matches")
+    solved = predict(model, x, pose_solver="matches")
     torch.testing.assert_close(solved["pts3d_cam"], head["pts3d_cam"])  # geometry unchanged
     torch.testing.assert_close(solved["camera_poses"][:, 0], torch.eye(4)[None])
     torch.testing.assert_close(
@@ -444,7 +445,7 @@ def test_infer_with_the_match_solver():
         rotations @ rotations.transpose(-1, -2), torch.eye(3).expand(1, 3, 3, 3), atol=1e-5, rtol=0
     )
     with pytest.raises(ValueError, match="pose_solver"):
-        model.infer(x, pose_solver="ransac")
+        predict(model, x, pose_solver="ransac")
     plain = ReconstructionModel(frozen_encoder(), ReconstructionConfig(pose_matching=False, **TINY))
     with pytest.raises(ValueError, match="pose_matching"):
-        plain.infer(x, pose_solver="matches")
+        predict(plain, x, pose_solver="matches")

@@ -1,4 +1,4 @@
-"""pixio_3d.photos: EXIF orientation and focal length, mixed sizes, skipped files, errors, the resize mapping."""
+"""pixio_3d.data.photos: EXIF orientation and focal length, mixed sizes, skipped files, errors, the resize mapping."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pixio_3d.photos import PhotoTransform, load_photos, target_size
+from pixio_3d.data.photos import PhotoTransform, load_photos, target_size
 
 
 def _upright_pattern(width: int = 64, height: int = 48) -> Image.Image:

@@ -10,10 +10,10 @@ import torch
 
 from pixio_3d.checkpoint import build_model
 from pixio_3d.data import MultiViewDataset
-from pixio_3d.evaluate import reconstruction_metrics
-from pixio_3d.losses import ReconstructionLoss
-from pixio_3d.scenes import generate_dataset
-from pixio_3d.train import prepare_batch
+from pixio_3d.data.scenes import generate_dataset
+from pixio_3d.evaluation.evaluate import reconstruction_metrics
+from pixio_3d.training.losses import ReconstructionLoss
+from pixio_3d.training.train import prepare_batch
 from pixio_core import create_encoder
 
 TINY = {

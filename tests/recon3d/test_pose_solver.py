@@ -11,8 +11,8 @@ from pixio_3d.geometry import (
     relative_poses,
     transform_points,
 )
-from pixio_3d.losses import match_targets
-from pixio_3d.pose_solver import poses_from_matches
+from pixio_3d.sfm import poses_from_matches
+from pixio_3d.training.losses import match_targets
 
 GRID = (6, 8)
 PATCH = 4

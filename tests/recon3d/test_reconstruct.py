@@ -18,8 +18,10 @@ import trimesh
 from PIL import Image
 
 from pixio_3d.checkpoint import load_model, save_model
-from pixio_3d.cli_depth import main as depth_main
-from pixio_3d.cli_recon import main as recon_main
+from pixio_3d.cli.depth import main as depth_main
+from pixio_3d.cli.recon import main as recon_main
+from pixio_3d.data.photos import load_photos
+from pixio_3d.data.scenes import SceneConfig, build_scene, render_scene
 from pixio_3d.export import colmap_observations
 from pixio_3d.models import (
     MonoDepthConfig,
@@ -27,9 +29,7 @@ from pixio_3d.models import (
     ReconstructionConfig,
     ReconstructionModel,
 )
-from pixio_3d.photos import load_photos
-from pixio_3d.reconstruct import predict_views, reconstruct_photos
-from pixio_3d.scenes import SceneConfig, build_scene, render_scene
+from pixio_3d.pipeline import predict_views, reconstruct_photos
 from pixio_core.loading import load_frozen_encoder, save_encoder
 from pixio_core.models.registry import create_encoder
 
@@ -163,7 +163,7 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
 
 
 def _entry_order(path):
-    from pixio_3d.reconstruct import OUTPUT_ENTRIES
+    from pixio_3d.pipeline import OUTPUT_ENTRIES
 
     return OUTPUT_ENTRIES.index(path.name)
 
@@ -186,7 +186,7 @@ def test_depth_maps_at_the_original_photo_resolution(result):
 
 
 def test_map_to_original_undoes_a_crop():
-    from pixio_3d.photos import PhotoTransform
+    from pixio_3d.data.photos import PhotoTransform
 
     # a 10x4 photo, cropped to its middle 8 columns at scale 1
     mapped = PhotoTransform((10, 4), 1.0, 1.0, 0.0).map_to_original(
@@ -350,7 +350,7 @@ def test_checkpoint_errors_name_the_fix(tmp_path, monkeypatch, checkpoints):
 
 
 def test_summary_gives_the_bundle_adjustment_error_only_when_one_ran():
-    from pixio_3d.reconstruct import _reprojection_error
+    from pixio_3d.pipeline import _reprojection_error
 
     assert _reprojection_error({}) == {}
     assert _reprojection_error({"pose_reprojection_error": np.array(np.nan)}) == {}

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from pixio_3d import geometry as geo
-from pixio_3d.cli_scenes import main as scenes_main
+from pixio_3d.cli.scenes import main as scenes_main
 from pixio_3d.data import MultiViewDataset, find_scenes, read_cameras, read_scene, write_scene
-from pixio_3d.scenes import (
+from pixio_3d.data.scenes import (
     SHAPES,
     SceneConfig,
     build_scene,

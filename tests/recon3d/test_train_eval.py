@@ -12,21 +12,20 @@ import pytest
 import torch
 
 from pixio_3d.checkpoint import build_model, load_model
-from pixio_3d.cli_eval import main as eval_main
-from pixio_3d.cli_train import main as train_main
+from pixio_3d.cli.eval import main as eval_main
+from pixio_3d.cli.train import main as train_main
 from pixio_3d.data import MultiViewDataset
-from pixio_3d.evaluate import (
+from pixio_3d.data.labels import IGNORE_INDEX, label_table
+from pixio_3d.evaluation.evaluate import (
     RECONSTRUCTION_KEYS,
     confusion_matrix,
     reconstruction_metrics,
     segmentation_metrics,
 )
-from pixio_3d.train import (
-    IGNORE_INDEX,
+from pixio_3d.training.train import (
     Objective,
     TrainingSamples,
     build_optimizer,
-    label_table,
     prepare_batch,
     step_plan,
     train_one_step,
@@ -49,7 +48,7 @@ TINY_MODEL = {
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     """3 scenes of 6 views at 64x48 and a 4-block random encoder saved as a checkpoint."""
-    from pixio_3d.scenes import generate_dataset
+    from pixio_3d.data.scenes import generate_dataset
 
     root = tmp_path_factory.mktemp("recon_train")
     generate_dataset(root / "scenes", 3, 6, 48, 64, seed=0, progress=False)
@@ -122,7 +121,7 @@ def test_resume_continues_exactly(assets, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_model_config(assets, tmp_path):
-    from pixio_3d.train import CheckpointMismatchError
+    from pixio_3d.training.train import CheckpointMismatchError
 
     steps = ["train.total_steps=2", "train.checkpoint_every=2"]
     train_main(_common(assets, tmp_path, *steps))
@@ -130,7 +129,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_config(assets, tmp_path):
         train_main(_common(assets, tmp_path, *steps, "recon.model.pose_matching=false"))
     # the same model with the parameter groups of another version of the optimizer set-up
     from pixio_3d.checkpoint import load_model
-    from pixio_3d.train import resume_training
+    from pixio_3d.training.train import resume_training
 
     checkpoints = next(p for p in tmp_path.rglob("checkpoints") if p.is_dir())
     model, _ = load_model(checkpoints)
@@ -270,7 +269,7 @@ def test_segmentation_metrics_known_answer():
 
 
 def test_labels_follow_scene_json_and_epochs_redraw_views(assets):
-    from pixio_3d.scenes import SHAPES
+    from pixio_3d.data.scenes import SHAPES
 
     scene = assets / "scenes" / "scene_0000"
     objects = json.loads((scene / "scene.json").read_text())["objects"]
@@ -306,7 +305,7 @@ def test_two_process_ddp_matches_one_process(assets, tmp_path):
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-    command += ["2", "-m", "pixio_3d.cli_train", *_common(assets, tmp_path / "two", *steps)]
+    command += ["2", "-m", "pixio_3d.cli.train", *_common(assets, tmp_path / "two", *steps)]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     one = [e["loss"] for e in read_log(tmp_path / "one" / "log.jsonl")]

@@ -85,7 +85,7 @@ def write_scene(
     scene_info: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write one scene (shapes as in :class:`pixio_3d.scenes.RenderedViews`) in the layout above.
+    """Write one scene (shapes as in :class:`pixio_3d.data.scenes.RenderedViews`) in the layout above.
 
     The scene is written to a temporary sibling folder and renamed into place, so a crash never
     leaves half a scene. A non-empty ``scene_dir`` raises ``FileExistsError`` unless ``overwrite``.

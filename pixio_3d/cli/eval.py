@@ -5,7 +5,7 @@
 
 Reconstruction models are scored per view count (pointmap rel and tau@1.03 after avg-dis
 normalisation, pose AUC@5/@30, ATE after alignment, Chamfer after Sim(3), depth AbsRel/delta1
-with median alignment, ...; see :mod:`pixio_3d.evaluate`); depth models by AbsRel/delta1 over
+with median alignment, ...; see :mod:`pixio_3d.evaluation.evaluate`); depth models by AbsRel/delta1 over
 every view, segmentation models by mIoU and pixel accuracy. Writes ``results.json`` and
 ``results.md`` into ``--out``.
 """
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from pixio_3d.data import VIEW_SELECTIONS
-from pixio_3d.pose_solver import POSE_SOLVERS
+from pixio_3d.sfm import POSE_SOLVERS
 
 DEFAULT_VIEWS = "2,4,8,16"
 
@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")  # labels may import the scene generator
     from pixio_3d.checkpoint import load_model
-    from pixio_3d.evaluate import evaluate_model, markdown_table, write_eval
+    from pixio_3d.evaluation.evaluate import evaluate_model, markdown_table, write_eval
     from pixio_core.checkpoint import resolve_checkpoint_dir
     from pixio_core.cli.common import resolve_device
 
     if args.pose_solver == "features":
-        from pixio_3d.pose_solver import quiet_pycolmap_logs
+        from pixio_3d.sfm import quiet_pycolmap_logs
 
         quiet_pycolmap_logs()
     if not Path(args.scenes).is_dir():

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixio_3d.cli_recon import DEFAULT_CHECKPOINT, default_device, load_checkpoint_arg
+from pixio_3d.cli.recon import DEFAULT_CHECKPOINT, default_device, load_checkpoint_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def predict_depth(
     ``kind`` is ``"depth"`` (metric z-depth) or ``"disparity"`` (relative, up to scale and shift).
     """
     from pixio_3d.models import MonoDepthModel
-    from pixio_3d.reconstruct import predict_views
+    from pixio_3d.pipeline import predict_views
     from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
     if task == "reconstruction":
@@ -107,7 +107,7 @@ def write_depth_outputs(
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from pixio_3d.photos import load_photos
+    from pixio_3d.data.photos import load_photos
 
     photo = Path(args.photo)
     if not photo.is_file():

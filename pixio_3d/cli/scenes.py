@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
-    from pixio_3d.scenes import SceneConfig, generate_dataset
+    from pixio_3d.data.scenes import SceneConfig, generate_dataset
 
     config = SceneConfig(
         texture_mode=args.texture,

@@ -1,4 +1,4 @@
-"""Bundle adjustment of the ``features`` pose solver (:mod:`pixio_3d.pose_solver`).
+"""Bundle adjustment of the ``features`` pose solver (:mod:`pixio_3d.sfm.refine`).
 
 The inlier matches of all verified view pairs are joined into tracks (connected components of
 the match graph), triangulated from the chained cameras (the point nearest to all rays), and
@@ -11,22 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
+from pixio_3d.sfm.view_graph import ViewPair
+
 MIN_POINTS = 6  # fewer triangulated points: no bundle adjustment
-
-
-class ViewPair(NamedTuple):
-    """A verified view pair of the ``features`` solver."""
-
-    inliers: int
-    i: int
-    j: int
-    j_from_i: np.ndarray  # cam_j_from_cam_i, metric translation
-    matches: np.ndarray  # (n, 2) inlier keypoint indices into views i and j
 
 
 def sample_depth(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:

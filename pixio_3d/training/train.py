@@ -1,6 +1,6 @@
 """Plain training functions for the 3D heads: reconstruction, monocular depth, segmentation.
 
-The entry script (:mod:`pixio_3d.cli_train`) only wires these together:
+The entry script (:mod:`pixio_3d.cli.train`) only wires these together:
 
 * :class:`TrainingSamples` turns the ``(index, epoch)`` keys of
   :class:`pixio_core.data.sampler.StepBatchSampler` into :class:`pixio_3d.data.MultiViewDataset`
@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from pixio_3d.checkpoint import TASKS, save_model, saved_model_config
 from pixio_3d.data import MultiViewDataset
-from pixio_3d.losses import (
+from pixio_3d.data.labels import IGNORE_INDEX, apply_labels, label_table
+from pixio_3d.training.losses import (
     ReconstructionLoss,
     ReconstructionLossConfig,
     ScaleShiftInvariantLoss,
@@ -52,63 +53,12 @@ from pixio_core.engine import NonFiniteLossError, param_groups, unwrap
 from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 from pixio_core.precision import autocast
 
-IGNORE_INDEX = 255
-LABEL_MODES = ("shape", "object_id")
-
 
 class CheckpointMismatchError(ValueError):
     """The run folder holds a checkpoint of another model configuration."""
 
 
 # ------------------------------------------------------------------------------ data
-def shape_class_names() -> tuple[str, ...]:
-    """``shape`` label classes: 0 = the room, ``1 + k`` = the generator's ``SHAPES[k]``."""
-    from pixio_3d.scenes import SHAPES  # imports mujoco: only when labels are needed
-
-    return ("room", *SHAPES)
-
-
-def num_label_classes(mode: str, num_object_ids: int = 12) -> int:
-    """Classes of a label mode: ``shape`` -> room + the generator's shapes; ``object_id`` -> the
-    ids ``0 .. num_object_ids - 1`` (0 = no surface is ignored; larger ids are ignored too)."""
-    if mode not in LABEL_MODES:
-        raise ValueError(f"segmentation labels must be one of {LABEL_MODES}, got {mode!r}")
-    return len(shape_class_names()) if mode == "shape" else num_object_ids
-
-
-def label_table(scene_dir: str | Path, mode: str, num_classes: int) -> np.ndarray:
-    """Lookup ``(65536,)`` int64 from a 16-bit object id to its class (``IGNORE_INDEX`` if none).
-
-    ``shape`` reads ``scene_dir/scene.json`` (objects[i]["shape"] and ["id"]); ``object_id`` keeps
-    ids ``1 .. num_classes - 1``. Id 0 (no surface) is ignored in both modes.
-    """
-    table = np.full(65536, IGNORE_INDEX, np.int64)
-    if mode == "object_id":
-        table[1:num_classes] = np.arange(1, num_classes)
-        return table
-    if mode != "shape":
-        raise ValueError(f"segmentation labels must be one of {LABEL_MODES}, got {mode!r}")
-    info_path = Path(scene_dir) / "scene.json"
-    if not info_path.is_file():
-        raise FileNotFoundError(
-            f"{info_path} is missing: 'shape' labels need the generator's scene.json "
-            "(use labels=object_id for scenes without it)"
-        )
-    names = shape_class_names()
-    table[1] = 0
-    for entry in json.loads(info_path.read_text()).get("objects", []):
-        if entry.get("shape") not in names[1:]:
-            raise ValueError(f"{info_path}: object {entry.get('id')} has unknown shape")
-        table[int(entry["id"])] = names.index(entry["shape"])
-    return table
-
-
-def apply_labels(object_ids: torch.Tensor, table: np.ndarray) -> torch.Tensor:
-    """Class labels (same shape, int64) of object ids; ``-1`` (no ids on disk) -> ignored."""
-    lookup = torch.from_numpy(table)
-    return torch.where(object_ids >= 0, lookup[object_ids.clamp(0, 65535)], IGNORE_INDEX)
-
-
 class TrainingSamples(torch.utils.data.Dataset):
     """A :class:`MultiViewDataset` addressed by ``(index, epoch)`` keys (or plain indices).
 

@@ -1,7 +1,7 @@
 """Evaluation of 3D models on held-out scenes: one row of averaged metrics per setting.
 
 Reconstruction (per sample of ``V`` views, then averaged over samples; definitions in
-:mod:`pixio_3d.metrics`, MapAnything key names where they exist):
+:mod:`pixio_3d.evaluation.metrics`, MapAnything key names where they exist):
 
 * ``pointmaps_abs_rel``, ``pointmaps_inlier_thres_103``: world points, each side in its own
   view-0 frame divided by its avg-dis factor; rel = ``||X^ - X|| / ||X||``, tau = share of
@@ -38,8 +38,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pixio_3d.data import MultiViewDataset, find_scenes, read_cameras, read_view
-from pixio_3d.geometry import points_from_z_depth, ray_directions, transform_points
-from pixio_3d.metrics import (
+from pixio_3d.data.labels import IGNORE_INDEX, apply_labels, label_table
+from pixio_3d.evaluation.metrics import (
     absolute_trajectory_error,
     chamfer_distance,
     depth_metrics,
@@ -49,7 +49,9 @@ from pixio_3d.metrics import (
     pose_metrics,
     ray_angular_error,
 )
-from pixio_3d.train import IGNORE_INDEX, apply_labels, label_table, normalize_images
+from pixio_3d.geometry import points_from_z_depth, ray_directions, transform_points
+from pixio_3d.pipeline import predict
+from pixio_3d.training.train import normalize_images
 
 DEFAULT_VIEW_COUNTS = (2, 4, 8, 16)
 RECONSTRUCTION_KEYS = (
@@ -194,7 +196,7 @@ def evaluate_reconstruction(
     Samples are :class:`MultiViewDataset` draws (``view_selection``: ``overlap`` = views anywhere
     that see each other, wide baselines; ``sequential`` = a walk in the scenes' view order;
     ``seed``) of every scene; the model sees images only unless ``give_intrinsics``.
-    ``pose_solver``: see :meth:`pixio_3d.models.ReconstructionModel.infer`.
+    ``pose_solver``: see :func:`pixio_3d.pipeline.predict`.
     """
     model.eval()
     rows = []
@@ -211,7 +213,7 @@ def evaluate_reconstruction(
             sample = dataset[index]
             images = normalize_images(sample["images"]).unsqueeze(0).to(device)
             intrinsics = sample["intrinsics"].unsqueeze(0).to(device) if give_intrinsics else None
-            prediction = model.infer(images, intrinsics, pose_solver=pose_solver)
+            prediction = predict(model, images, intrinsics, pose_solver=pose_solver)
             prediction = {k: v[0].cpu() for k, v in prediction.items()}
             values.append(reconstruction_metrics(prediction, sample, seed=seed + index))
         rows.append(

@@ -8,9 +8,9 @@ given intrinsics) or estimated by bundle adjustment (per image, or shared by all
 
 Results follow :mod:`pixio_3d.geometry` (OpenCV cameras, camera-to-world poses, pixel centres
 at ``+0.5`` (COLMAP's convention too)); the world frame and scale are COLMAP's own, so compare
-with gauge-free metrics (:func:`pixio_3d.metrics.pose_metrics`) or after a Sim(3) alignment.
+with gauge-free metrics (:func:`pixio_3d.evaluation.metrics.pose_metrics`) or after a Sim(3) alignment.
 A failed reconstruction is a result, not an error: every view is then unregistered (NaN pose),
-which :func:`pixio_3d.metrics.pose_metrics` scores as failed pairs.
+which :func:`pixio_3d.evaluation.metrics.pose_metrics` scores as failed pairs.
 
 ``settings``:
 
@@ -38,7 +38,7 @@ import numpy as np
 import pycolmap
 from PIL import Image
 
-from pixio_3d.pose_solver import stretch_contrast
+from pixio_3d.sfm.features import stretch_contrast
 
 COLMAP_SETTINGS = ("default", "sparse", "tuned")
 DATABASE_NAME = "database.db"

@@ -8,7 +8,8 @@ import os
 
 import numpy as np
 
-from pixio_3d.export import ArrayLike, _atomic_file, _colors_uint8, _numpy, _points
+from pixio_3d.export.arrays import ArrayLike, as_numpy, as_points, colors_uint8
+from pixio_core.io import atomic_file
 from pixio_core.software_gl import load_triton_first
 
 __all__ = ["look_at_view", "render_point_cloud_preview"]
@@ -108,8 +109,8 @@ def render_point_cloud_preview(
     """
     from PIL import Image
 
-    xyz = _points(points)
-    rgb = _colors_uint8(colors, len(xyz))
+    xyz = as_points(points)
+    rgb = colors_uint8(colors, len(xyz))
     finite = np.isfinite(xyz).all(axis=1)
     xyz, rgb = xyz[finite], rgb[finite]
     if len(xyz) == 0:
@@ -117,14 +118,14 @@ def render_point_cloud_preview(
     if point_size < 1:
         raise ValueError(f"point_size must be >= 1, got {point_size}")
     default_pose, default_k = look_at_view(xyz, width, height)
-    pose = default_pose if cam2world is None else _numpy(cam2world, "cam2world").reshape(4, 4)
-    k = default_k if intrinsics is None else _numpy(intrinsics, "intrinsics").reshape(3, 3)
+    pose = default_pose if cam2world is None else as_numpy(cam2world, "cam2world").reshape(4, 4)
+    k = default_k if intrinsics is None else as_numpy(intrinsics, "intrinsics").reshape(3, 3)
     if backend == "numpy":
         image = _splat(xyz, rgb, pose, k, width, height, point_size, background)
     elif backend == "open3d":
         image = _render_open3d(xyz, rgb, pose, k, width, height, point_size, background)
     else:
         raise ValueError(f"backend must be 'numpy' or 'open3d', got {backend!r}")
-    with _atomic_file(path_png, overwrite) as tmp:
+    with atomic_file(path_png, overwrite) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     return image

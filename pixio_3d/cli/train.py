@@ -4,11 +4,11 @@
     pixio-recon-train task=depth depth.mode=metric           # monocular metric depth (SiLog)
     pixio-recon-train task=segmentation segmentation.head=dpt
     pixio-recon-train encoder.source=random:pixio_vitt16     # the random-encoder baseline
-    torchrun --nproc-per-node 8 -m pixio_3d.cli_train recon=base data.root=/scenes
+    torchrun --nproc-per-node 8 -m pixio_3d.cli.train recon=base data.root=/scenes
 
 Config: ``configs/recon_train.yaml`` with the size group ``configs/recon/``. Scenes come from
 ``data.root``; when it holds none and ``data.generate`` is true they are rendered first
-(:func:`pixio_3d.scenes.generate_dataset`). Writes to ``output_dir``: ``checkpoints/step_*``
+(:func:`pixio_3d.data.scenes.generate_dataset`). Writes to ``output_dir``: ``checkpoints/step_*``
 (+ ``last``; each loads with :func:`pixio_3d.checkpoint.load_model`), ``log.jsonl``,
 ``tensorboard/``, ``loss_curve.png``, ``summary.json``, the resolved ``config.yaml`` and, with
 ``eval.scenes`` set, ``eval/results.{json,md}``. A run with checkpoints resumes exactly.
@@ -52,7 +52,7 @@ def ensure_scenes(
         if not generate:
             raise
     if info.is_main:
-        from pixio_3d.scenes import SceneConfig, generate_dataset
+        from pixio_3d.data.scenes import SceneConfig, generate_dataset
 
         print(f"rendering {num_scenes} scenes into {root_path} (seed {seed})")
         generate_dataset(
@@ -70,7 +70,7 @@ def ensure_scenes(
 
 def model_config(cfg: DictConfig) -> dict[str, Any]:
     """The plain config of ``cfg.task``'s model (see :func:`pixio_3d.checkpoint.build_model`)."""
-    from pixio_3d.train import num_label_classes
+    from pixio_3d.data.labels import num_label_classes
 
     if cfg.task == "reconstruction":
         return OmegaConf.to_container(cfg.recon.model, resolve=True)
@@ -96,8 +96,8 @@ def run(cfg: DictConfig) -> Path:
 def _run(cfg: DictConfig, info: DistInfo) -> Path:
     from pixio_3d.checkpoint import build_model
     from pixio_3d.data import MultiViewDataset
-    from pixio_3d.losses import ReconstructionLossConfig
-    from pixio_3d.train import (
+    from pixio_3d.training.losses import ReconstructionLossConfig
+    from pixio_3d.training.train import (
         Objective,
         TrainingSamples,
         build_optimizer,
@@ -244,7 +244,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
 def evaluate_run(cfg: DictConfig, ckpt_dir: Path, out_dir: Path, device: torch.device) -> Path:
     """Evaluate the run's last checkpoint on ``eval.scenes`` (rendered first if asked)."""
     from pixio_3d.checkpoint import load_model
-    from pixio_3d.evaluate import evaluate_model, markdown_table, write_eval
+    from pixio_3d.evaluation.evaluate import evaluate_model, markdown_table, write_eval
 
     scenes = ensure_scenes(
         cfg.eval.scenes, cfg.eval.generate, cfg.eval.num_scenes, cfg.data, cfg.eval.seed, DistInfo()

@@ -43,11 +43,11 @@ DEMO_OVERRIDES = [
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
     from pixio_3d.checkpoint import load_model
-    from pixio_3d.cli_train import load_config, run
+    from pixio_3d.cli.train import load_config, run
     from pixio_3d.data import find_scenes, read_scene
-    from pixio_3d.pose_solver import quiet_pycolmap_logs
-    from pixio_3d.reconstruct import reconstruct_photos
-    from pixio_3d.train import CheckpointMismatchError
+    from pixio_3d.pipeline import reconstruct_photos
+    from pixio_3d.sfm import quiet_pycolmap_logs
+    from pixio_3d.training.train import CheckpointMismatchError
 
     quiet_pycolmap_logs()
     overrides = list(sys.argv[1:] if argv is None else argv)

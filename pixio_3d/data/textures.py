@@ -1,16 +1,14 @@
-"""Procedural textures and their MJCF for :mod:`pixio_3d.scenes`: photo-like images (value
-noise in a random palette, strokes, grain), MuJoCo builtins or flat colours."""
+"""Procedural textures and their MJCF for the scene generator (:mod:`pixio_3d.data.scenes`):
+photo-like images (value noise in a random palette, strokes, grain), MuJoCo builtins or flat
+colours."""
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-
-if TYPE_CHECKING:
-    from pixio_3d.scenes import SceneConfig
 
 MATERIAL = 'specular="0.1" shininess="0.2" reflectance="0"'
 
@@ -60,13 +58,16 @@ def mjcf_floats(values: Any) -> str:
     return " ".join(f"{float(v):.9g}" for v in np.ravel(values))
 
 
-def room_material(rng, name: str, config: SceneConfig, assets: dict[str, bytes]) -> str:
-    """MJCF for a room material (2D texture repeating per metre)."""
+def room_material(
+    rng, name: str, texture_mode: str, texture_size: int, assets: dict[str, bytes]
+) -> str:
+    """MJCF for a room material (2D texture repeating per metre; photo textures of
+    ``2 * texture_size`` pixels); ``texture_mode``: photo | builtin | flat."""
     repeat = 1.0 / rng.uniform(2.0, 4.0)  # one texture tile covers 2-4 m
-    if config.texture_mode == "photo":
-        assets[f"{name}.png"] = png_bytes(photo_texture(rng, 2 * config.texture_size))
+    if texture_mode == "photo":
+        assets[f"{name}.png"] = png_bytes(photo_texture(rng, 2 * texture_size))
         texture = f'<texture name="{name}" type="2d" file="{name}.png"/>'
-    elif config.texture_mode == "builtin":
+    elif texture_mode == "builtin":
         pattern = rng.choice(["checker", "gradient"])
         texture = (
             f'<texture name="{name}" type="2d" builtin="{pattern}" rgb1="{mjcf_floats(rng.random(3))}" '
@@ -82,13 +83,16 @@ def room_material(rng, name: str, config: SceneConfig, assets: dict[str, bytes])
     )
 
 
-def object_textures(rng, config: SceneConfig, count: int, assets: dict[str, bytes]) -> list[str]:
-    """MJCF for a pool of ``count`` cube textures shared (with different tints) by the objects."""
+def object_textures(
+    rng, texture_mode: str, texture_size: int, count: int, assets: dict[str, bytes]
+) -> list[str]:
+    """MJCF for a pool of ``count`` cube textures shared (with different tints) by the objects
+    (``texture_mode`` photo: images of ``texture_size`` pixels; otherwise MuJoCo builtins)."""
     textures = []
     for k in range(count):
         name = f"obj_tex{k}"
-        if config.texture_mode == "photo":
-            assets[f"{name}.png"] = png_bytes(photo_texture(rng, config.texture_size))
+        if texture_mode == "photo":
+            assets[f"{name}.png"] = png_bytes(photo_texture(rng, texture_size))
             textures.append(f'<texture name="{name}" type="cube" file="{name}.png"/>')
         else:
             pattern, mark = (

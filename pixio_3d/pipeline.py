@@ -1,6 +1,6 @@
 """A folder of photos in, a reconstruction that other 3D tools open out (``pixio-recon``).
 
-:func:`reconstruct_photos` loads the photos (:func:`pixio_3d.photos.load_photos`: EXIF
+:func:`reconstruct_photos` loads the photos (:func:`pixio_3d.data.photos.load_photos`: EXIF
 orientation, mixed sizes, one working size with sides that are multiples of 16, unreadable and
 too-small files skipped and listed), runs a :class:`~pixio_3d.models.ReconstructionModel` on all
 of them at once and writes, into ``out_dir``::
@@ -54,16 +54,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from pixio_3d import export, preview
+from pixio_3d import export
+from pixio_3d.data.photos import LoadedPhotos, load_photos
+from pixio_3d.export.preview import render_point_cloud_preview
+from pixio_3d.geometry import quaternion_translation_from_pose, transform_points
 from pixio_3d.models import ReconstructionModel
-from pixio_3d.photos import LoadedPhotos, PhotoTransform, load_photos
-from pixio_3d.pose_solver import FeatureSettings
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+from pixio_3d.sfm import POSE_SOLVERS, FeatureSettings, poses_from_matches, refine_with_features
+from pixio_core.imaging import denormalize_images, normalize_images
 
-__all__ = ["OUTPUT_ENTRIES", "predict_views", "reconstruct_photos"]
+__all__ = ["OUTPUT_ENTRIES", "predict", "predict_views", "reconstruct_photos"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,72 @@ OUTPUT_ENTRIES = (
 STAGES = ("load photos", "model", "maps", "point cloud", "glb", "colmap", "nerfstudio", "preview")
 
 
+@torch.no_grad()
+def predict(
+    model: ReconstructionModel,
+    images: torch.Tensor,
+    intrinsics: torch.Tensor | None = None,
+    *,
+    pose_solver: str = "head",
+    photos: Sequence[Sequence[np.ndarray]] | None = None,
+    feature_settings: FeatureSettings | None = None,
+) -> dict[str, torch.Tensor]:
+    """The network's reconstruction (:meth:`ReconstructionModel.infer`) with the cameras from
+    ``pose_solver``: the stages :mod:`pixio_3d.models` -> :mod:`pixio_3d.sfm` joined.
+
+    Args:
+        images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16, ``V >= 1``.
+        intrinsics: optional known ``(B, V, 3, 3)`` (see :meth:`ReconstructionModel.infer`).
+        pose_solver: ``head`` (the pose head's poses), ``matches`` (a robust rigid fit of each
+            view's camera-frame points to view 0's at the pose-matching matches,
+            :mod:`pixio_3d.sfm.matches`; needs ``pose_matching``; views with too few matches
+            keep the head's pose) or ``features`` (SIFT two-view geometry chained over a view
+            graph and bundle-adjusted, translation lengths from the predicted depth; views it
+            cannot place keep the head's pose; :mod:`pixio_3d.sfm.refine`).
+        photos: for ``features`` only: per scene the ``V`` uint8 ``(H', W', 3)`` images the
+            keypoints come from, framing the views exactly (e.g. the photos at a higher
+            resolution than the network's); default: the views themselves.
+        feature_settings: for ``features`` only (default :class:`FeatureSettings()`).
+
+    Returns the outputs of :meth:`ReconstructionModel.infer`; with ``matches`` or ``features``
+    also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the view-graph
+    edge (``features``) behind each view's pose, 0 where the head's pose was kept (and for view
+    0); with ``features`` also ``pose_reprojection_error (B,)`` (NaN where no bundle
+    adjustment ran). Without known ``intrinsics``, ``features`` returns the focal lengths the
+    bundle adjustment refined, with the rays, camera-frame points and depths along the rays
+    that follow from them (the z-depth stays the network's).
+    """
+    if pose_solver not in POSE_SOLVERS:
+        raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
+    if pose_solver == "matches" and not model.config.pose_matching:
+        raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
+    out = model.infer(images, intrinsics, keep_match_logits=pose_solver == "matches")
+    if pose_solver == "head":
+        return out
+    if pose_solver == "matches":
+        grid = (images.shape[-2] // model.patch_size, images.shape[-1] // model.patch_size)
+        match_logits = out.pop("match_logits")
+        poses, support = poses_from_matches(
+            out["pts3d_cam"], match_logits, out["camera_poses"], grid
+        )
+    else:
+        if photos is None:  # the views' own colours
+            pixels = (denormalize_images(images.float()) * 255.0).round().to(torch.uint8)
+            photos = [list(scene.permute(0, 2, 3, 1).cpu().numpy()) for scene in pixels]
+        out, poses, support = refine_with_features(
+            out, photos, refine_focal=intrinsics is None, settings=feature_settings
+        )
+    quats, trans = quaternion_translation_from_pose(poses)
+    out.update(
+        pose_support=support,
+        camera_poses=poses,
+        cam_quats=quats,
+        cam_trans=trans,
+        pts3d=transform_points(poses, out["pts3d_cam"]),
+    )
+    return out
+
+
 def predict_views(
     model: ReconstructionModel,
     images: torch.Tensor,
@@ -91,9 +158,8 @@ def predict_views(
 ) -> dict[str, np.ndarray]:
     """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
     ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (with
-    ``feature_settings`` for ``features``; see :meth:`ReconstructionModel.infer`). Returns the outputs of
-    :meth:`ReconstructionModel.infer` for that scene as float64 numpy arrays without the batch
-    axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
+    ``feature_settings`` for ``features``; see :func:`predict`). Returns the outputs of
+    :func:`predict` for that scene as float64 numpy arrays without the batch axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
     """
     if not isinstance(model, ReconstructionModel):
         raise ValueError(
@@ -101,15 +167,14 @@ def predict_views(
             f"{type(model).__name__}; for a single photo with a depth checkpoint use pixio-depth"
         )
     device = next(model.parameters()).device
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    normalized = ((images.to(device) - mean) / std)[None]
+    normalized = normalize_images(images.to(device))[None]
     known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
     photos = None
     if pose_solver == "features":  # the keypoints come from the views' own uint8 colours
         pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
         photos = [list(pixels.cpu().numpy())]
-    outputs = model.infer(
+    outputs = predict(
+        model,
         normalized,
         known,
         pose_solver=pose_solver,
@@ -190,19 +255,6 @@ def _check_intrinsics(intrinsics: np.ndarray, names: list[str]) -> None:
         )
 
 
-def _confidence_png(path: Path, confidence: np.ndarray) -> None:
-    """Grey-scale PNG of ``confidence (H, W)``, its 2nd..98th percentile stretched to 0..255."""
-    low, high = np.percentile(confidence, [2, 98])
-    scaled = np.clip((confidence - low) / max(high - low, 1e-12), 0, 1)
-    Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(path, format="PNG")
-
-
-def _auto_voxel_size(points: np.ndarray, fraction: float) -> float:
-    """``fraction`` of the length of the points' per-axis interquartile range (robust extent)."""
-    q25, q75 = np.percentile(points, [25, 75], axis=0)
-    return fraction * float(np.linalg.norm(q75 - q25))
-
-
 @contextmanager
 def _staging_folder(out_dir: Path) -> Iterator[Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +330,7 @@ def reconstruct_photos(
             its pose head for views that geometry cannot place), ``head`` or ``matches`` (see
             :meth:`ReconstructionModel.infer`).
         feature_settings: the ``features`` solver's settings (default
-            :class:`~pixio_3d.pose_solver.FeatureSettings()`).
+            :class:`~pixio_3d.sfm.FeatureSettings()`).
         original_depth: also write ``depth_original/``: each depth map resampled onto its
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
@@ -343,9 +395,9 @@ def reconstruct_photos(
         with _staging_folder(out_dir) as staging:
             with timed("maps"):
                 originals = photos.transforms if original_depth else None
-                _write_maps(staging, stems, colors, prediction, originals)
+                export.write_view_maps(staging, stems, colors, prediction, originals)
             with timed("point cloud"):
-                cloud_points, cloud_colors, cloud_info = _write_point_cloud(
+                cloud, cloud_info = _write_point_cloud(
                     staging / "points.ply",
                     prediction,
                     colors,
@@ -359,15 +411,15 @@ def reconstruct_photos(
             with timed("glb"):
                 export.write_glb_scene(
                     staging / "scene.glb",
-                    cloud_points,
-                    cloud_colors,
+                    cloud.points,
+                    cloud.colors,
                     poses,
                     intrinsics,
                     (height, width),
                 )
             with timed("colmap"):
                 observations = export.colmap_observations(
-                    cloud_points,
+                    cloud.points,
                     poses,
                     intrinsics,
                     prediction["depth_z"],
@@ -381,8 +433,8 @@ def reconstruct_photos(
                     intrinsics,
                     [f"{stem}.png" for stem in stems],
                     (height, width),
-                    points3D=cloud_points,
-                    colors=cloud_colors,
+                    points3D=cloud.points,
+                    colors=cloud.colors,
                     observations=observations,
                 )
             with timed("nerfstudio"):
@@ -395,10 +447,10 @@ def reconstruct_photos(
                     ply_file_path="points.ply",
                 )
             with timed("preview"):
-                preview.render_point_cloud_preview(
+                render_point_cloud_preview(
                     staging / "preview.png",
-                    cloud_points,
-                    cloud_colors,
+                    cloud.points,
+                    cloud.colors,
                     width=preview_size[0],
                     height=preview_size[1],
                 )
@@ -417,7 +469,7 @@ def reconstruct_photos(
             summary["colmap"] = {
                 "path": "sparse/0",
                 "images": len(stems),
-                "points3D": len(cloud_points),
+                "points3D": len(cloud.points),
                 "observations": len(observations[0]),
             }
             summary["seconds"] = {**seconds, "total": round(sum(seconds.values()), 3)}
@@ -426,30 +478,6 @@ def reconstruct_photos(
             (staging / "summary.json").write_text(json.dumps(summary, indent=2))
             _move_into_place(staging, out_dir, overwrite)
     return summary
-
-
-def _write_maps(
-    folder: Path,
-    stems: list[str],
-    colors: np.ndarray,
-    prediction: dict[str, np.ndarray],
-    originals: list[PhotoTransform] | None = None,
-) -> None:
-    """``images/``, ``depth/`` (z-depth) and ``confidence/`` of every view into ``folder``; with
-    ``originals`` (each view's :class:`PhotoTransform`) also ``depth_original/``."""
-    names = ("images", "depth", "confidence") + (("depth_original",) if originals else ())
-    for name in names:
-        (folder / name).mkdir()
-    for view, stem in enumerate(stems):
-        Image.fromarray(colors[view]).save(folder / "images" / f"{stem}.png")
-        depth = prediction["depth_z"][view]
-        export.save_depth_map(folder / "depth" / f"{stem}.png", depth)
-        if originals:
-            original = originals[view].map_to_original(depth)
-            export.save_depth_map(folder / "depth_original" / f"{stem}.png", original)
-        confidence = prediction["conf"][view]
-        np.save(folder / "confidence" / f"{stem}.npy", confidence.astype(np.float32))
-        _confidence_png(folder / "confidence" / f"{stem}.png", confidence)
 
 
 def _write_point_cloud(
@@ -463,16 +491,15 @@ def _write_point_cloud(
     voxel_fraction: float,
     max_points: int,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Filter the predicted points into ``points.ply``; return the written points ``(N, 3)``,
-    their colours ``(N, 3)`` uint8 and what was done (threshold, voxel size, counts)."""
-    import open3d as o3d
-
+) -> tuple[export.FilteredPoints, dict[str, Any]]:
+    """Filter the predicted points (:func:`pixio_3d.export.filter_point_cloud`) and write them
+    to ``points.ply``; return the written points and what was done (threshold, voxel size,
+    counts)."""
     points = prediction["pts3d"].reshape(-1, 3)
     confidence = prediction["conf"].reshape(-1)
     finite = np.isfinite(points).all(axis=1) & np.isfinite(confidence)
     if min_confidence is None:
-        threshold = float(np.quantile(confidence[finite], confidence_quantile))
+        threshold = export.confidence_threshold(confidence[finite], confidence_quantile)
     else:
         threshold = float(min_confidence)
     keep = np.flatnonzero(finite & (confidence >= threshold))
@@ -485,21 +512,20 @@ def _write_point_cloud(
     if len(keep) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
     if voxel_size is None:
-        voxel_size = _auto_voxel_size(points[keep], voxel_fraction)
-    counts = export.write_point_cloud_ply(
-        path,
+        voxel_size = export.auto_voxel_size(points[keep], voxel_fraction)
+    cloud = export.filter_point_cloud(
         points[keep],
         colors.reshape(-1, 3)[keep],
-        confidence=confidence[keep],
+        confidence[keep],
         voxel_size=voxel_size or None,
     )
-    cloud = o3d.t.io.read_point_cloud(str(path))
+    export.write_ply(path, cloud.points, cloud.colors, cloud.confidence)
     info = {
         "min_confidence": threshold,
         "voxel_size": voxel_size or None,
-        "counts": {"pixels": len(points), "confident": confident, **counts},
+        "counts": {"pixels": len(points), "confident": confident, **cloud.counts},
     }
-    return cloud.point.positions.numpy().astype(np.float64), cloud.point.colors.numpy(), info
+    return cloud, info
 
 
 def _summary(

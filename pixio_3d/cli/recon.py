@@ -1,7 +1,7 @@
 """``pixio-recon``: reconstruct a folder of photos (cameras, point cloud, GLB, COLMAP, depth).
 
 Example: ``pixio-recon photos/ --out recon/ --checkpoint outputs/recon/reconstruction``.
-What is written is described in :mod:`pixio_3d.reconstruct`; a summary is printed at the end
+What is written is described in :mod:`pixio_3d.pipeline`; a summary is printed at the end
 and saved as ``recon/summary.json``. One photo falls back to monocular depth.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pixio_3d.pose_solver import POSE_SOLVERS, parse_feature_settings
+from pixio_3d.sfm import POSE_SOLVERS, parse_feature_settings
 
 DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
 
@@ -37,7 +37,7 @@ def load_checkpoint_arg(path: str | None, prog: str) -> tuple[Any, dict[str, Any
         raise SystemExit(
             f"{prog}: {hint}; pass --checkpoint PATH: a pixio_3d model checkpoint folder "
             "(model.safetensors + config.json) or a training run folder with a 'last' pointer, "
-            "as written by pixio-recon-train (python -m pixio_3d.cli_train), whose default run "
+            "as written by pixio-recon-train (python -m pixio_3d.cli.train), whose default run "
             f"writes {DEFAULT_CHECKPOINT}"
         )
     try:
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature-settings",
         default="",
         help="features solver settings as name=value,... (e.g. 'max_pairs_per_view=5' for "
-        "many photos, 'bundle_adjustment=false'); see pixio_3d.pose_solver.FeatureSettings",
+        "many photos, 'bundle_adjustment=false'); see pixio_3d.sfm.FeatureSettings",
     )
     parser.add_argument(
         "--original-depth",
@@ -152,8 +152,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from pixio_3d.pose_solver import quiet_pycolmap_logs
-    from pixio_3d.reconstruct import reconstruct_photos
+    from pixio_3d.pipeline import reconstruct_photos
+    from pixio_3d.sfm import quiet_pycolmap_logs
 
     quiet_pycolmap_logs()
 

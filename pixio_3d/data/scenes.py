@@ -3,7 +3,7 @@
 A scene is a room (floor, four walls, sometimes a ceiling) holding a handful of objects: boxes,
 spheres, cylinders, capsules, ellipsoids and two compositions (``table``: a top on four legs;
 ``tower``: two or three stacked primitives). Some simple objects float at a random orientation.
-Textures (:mod:`pixio_3d.textures`) are procedural and photo-like (multi-octave value noise in
+Textures (:mod:`pixio_3d.data.textures`) are procedural and photo-like (multi-octave value noise in
 a random palette, random strokes, grain) or, for a low-texture split, MuJoCo builtins or flat
 colors; the floor and each wall get their own texture, one tile covering 2-4 m. One to three
 lights with random tints; the camera headlight gives ambient light only, so appearance does not depend
@@ -37,7 +37,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from pixio_3d.textures import MATERIAL, mjcf_floats, object_textures, room_material
+from pixio_3d.data.textures import MATERIAL, mjcf_floats, object_textures, room_material
 from pixio_core.software_gl import load_triton_first
 
 TEXTURE_MODES = ("photo", "builtin", "flat")
@@ -397,13 +397,14 @@ def build_scene(seed: int, num_views: int = 8, config: SceneConfig | None = None
     objects = _sample_objects(shape_rng, config)
     cameras = _sample_cameras(shape_rng, config, num_views, half_size)
     assets: dict[str, bytes] = {}
+    texture = (config.texture_mode, config.texture_size)
     # every wall has its own material: a texture shared by all walls repeats around the room and
     # makes views of different walls look alike (it folded COLMAP's models)
-    asset_xml = [room_material(look_rng, name, config, assets) for name in ROOM_SURFACES]
+    asset_xml = [room_material(look_rng, name, *texture, assets) for name in ROOM_SURFACES]
     if ceiling:
-        asset_xml.append(room_material(look_rng, "ceiling", config, assets))
+        asset_xml.append(room_material(look_rng, "ceiling", *texture, assets))
     pool = 0 if config.texture_mode == "flat" else min(4, max(1, len(objects)))
-    asset_xml += object_textures(look_rng, config, pool, assets)
+    asset_xml += object_textures(look_rng, *texture, pool, assets)
     material_xml, body_xml = _object_xml(look_rng, objects, pool)
     lights = _sample_lights(look_rng, half_size, wall_height)
     ambient = look_rng.uniform(0.5, 0.8)  # 0.3-0.5 gave dark renders (mean pixel ~50/255)
@@ -431,7 +432,7 @@ def build_scene(seed: int, num_views: int = 8, config: SceneConfig | None = None
     )
     info = {
         "seed": int(seed),
-        "generator": "pixio_3d.scenes",
+        "generator": "pixio_3d.data.scenes",
         "texture_mode": config.texture_mode,
         "room": {"half_size": half_size.tolist(), "wall_height": wall_height, "ceiling": ceiling},
         "object_ids": {"0": "no surface", "1": "room", "2+i": "objects[i]"},

@@ -1,0 +1,101 @@
+"""Per-view maps as files: colour-mapped depth PNGs with the raw ``.npy`` values, grey-scale
+confidence PNGs, and the ``images/ depth/ confidence/ depth_original/`` folders of a
+reconstruction."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from pixio_3d.export.arrays import ArrayLike, as_numpy
+from pixio_core.io import atomic_file
+
+if TYPE_CHECKING:
+    from pixio_3d.data.photos import PhotoTransform
+
+__all__ = ["save_confidence_png", "save_depth_map", "write_view_maps"]
+
+
+def save_depth_map(
+    path_png: str | os.PathLike,
+    depth: ArrayLike,
+    confidence: ArrayLike | None = None,
+    min_confidence: float | None = None,
+    colormap: str = "turbo",
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """A colour-mapped PNG of ``depth (H, W)`` plus the raw values as ``.npy`` next to it.
+
+    The PNG maps inverse depth (near = the high end of ``colormap``) between its 2nd and 98th
+    percentiles over valid pixels; invalid pixels (non-finite, ``<= 0``, or confidence below
+    ``min_confidence``) are black. Writes ``<stem>.npy`` (float32 depth) and, with
+    ``confidence (H, W)``, ``<stem>_confidence.npy``. Returns the written paths.
+    """
+    import matplotlib
+
+    values = as_numpy(depth, "depth")
+    if values.ndim != 2:
+        raise ValueError(f"depth must have shape (H, W), got {values.shape}")
+    valid = np.isfinite(values) & (values > 0)
+    conf = None
+    if confidence is not None:
+        conf = as_numpy(confidence, "confidence")
+        if conf.shape != values.shape:
+            raise ValueError(f"confidence {conf.shape} must match depth {values.shape}")
+        if min_confidence is not None:
+            valid &= conf >= min_confidence
+    rgb = np.zeros(values.shape + (3,), dtype=np.uint8)
+    if valid.any():
+        inverse = 1.0 / values[valid]
+        low, high = np.percentile(inverse, [2, 98])
+        scaled = np.clip((inverse - low) / max(high - low, 1e-12), 0, 1)
+        rgb[valid] = (matplotlib.colormaps[colormap](scaled)[:, :3] * 255).round().astype(np.uint8)
+    path_png = Path(path_png)
+    outputs = {"png": path_png, "depth": path_png.with_suffix(".npy")}
+    if conf is not None:
+        outputs["confidence"] = path_png.with_name(f"{path_png.stem}_confidence.npy")
+    with contextlib.ExitStack() as stack:
+        tmp = {key: stack.enter_context(atomic_file(p, overwrite)) for key, p in outputs.items()}
+        Image.fromarray(rgb).save(tmp["png"], format="PNG")
+        with open(tmp["depth"], "wb") as handle:
+            np.save(handle, values.astype(np.float32))
+        if conf is not None:
+            with open(tmp["confidence"], "wb") as handle:
+                np.save(handle, conf.astype(np.float32))
+    return outputs
+
+
+def save_confidence_png(path: Path, confidence: np.ndarray) -> None:
+    """Grey-scale PNG of ``confidence (H, W)``, its 2nd..98th percentile stretched to 0..255."""
+    low, high = np.percentile(confidence, [2, 98])
+    scaled = np.clip((confidence - low) / max(high - low, 1e-12), 0, 1)
+    Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(path, format="PNG")
+
+
+def write_view_maps(
+    folder: Path,
+    stems: list[str],
+    colors: np.ndarray,
+    prediction: dict[str, np.ndarray],
+    originals: list[PhotoTransform] | None = None,
+) -> None:
+    """``images/``, ``depth/`` (z-depth) and ``confidence/`` of every view into ``folder``; with
+    ``originals`` (each view's :class:`PhotoTransform`) also ``depth_original/``."""
+    names = ("images", "depth", "confidence") + (("depth_original",) if originals else ())
+    for name in names:
+        (folder / name).mkdir()
+    for view, stem in enumerate(stems):
+        Image.fromarray(colors[view]).save(folder / "images" / f"{stem}.png")
+        depth = prediction["depth_z"][view]
+        save_depth_map(folder / "depth" / f"{stem}.png", depth)
+        if originals:
+            original = originals[view].map_to_original(depth)
+            save_depth_map(folder / "depth_original" / f"{stem}.png", original)
+        confidence = prediction["conf"][view]
+        np.save(folder / "confidence" / f"{stem}.npy", confidence.astype(np.float32))
+        save_confidence_png(folder / "confidence" / f"{stem}.png", confidence)

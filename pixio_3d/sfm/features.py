@@ -1,0 +1,133 @@
+"""SIFT keypoints and descriptor matching (OpenCV's SIFT by default, or pycolmap's).
+
+Keypoints follow COLMAP's pixel convention (corner origin, pixel centres at +0.5); descriptors
+are unit vectors, matched by mutual nearest neighbours with Lowe's ratio test on their angles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixio_3d.sfm.settings import SIFT_BACKENDS
+
+__all__ = [
+    "match_descriptors",
+    "quiet_pycolmap_logs",
+    "sift_extractor",
+    "sift_features",
+    "stretch_contrast",
+]
+
+STRETCH_PERCENTILES = (1.0, 99.0)
+
+
+def stretch_contrast(image: np.ndarray) -> np.ndarray:
+    """Map the 1st..99th intensity percentiles of ``image (H, W, 3)`` uint8 to 0..255 (uint8).
+
+    SIFT drops keypoints below a fixed contrast; dark, low-contrast images (the MuJoCo renders
+    average ~50/255) keep few. A photographer would fix the exposure; this does the same.
+    """
+    low, high = np.percentile(image, STRETCH_PERCENTILES)
+    if high - low < 1:
+        return image.copy()
+    scaled = (image.astype(np.float32) - low) * (255.0 / (high - low))
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
+def quiet_pycolmap_logs(level: int = 1) -> None:
+    """Raise pycolmap's glog threshold to ``level`` (1: warnings and worse) unless it is already
+    higher; for entry points, where its INFO lines (one per SIFT extractor) would break up the
+    progress bars."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), level)
+
+
+def sift_extractor(
+    max_features: int = 4096,
+    first_octave: int = -1,
+    backend: str = "opencv",
+    contrast_threshold: float = 0.02,
+) -> Any:
+    """A SIFT extractor for :func:`sift_features`. ``backend="opencv"`` (the default):
+    OpenCV's ``SIFT`` (Lowe's, image doubled first) with ``contrast_threshold`` (OpenCV's
+    default 0.04 kept about a third as many keypoints here); it uses OpenCV's thread setting
+    (``cv2.setNumThreads``). ``"colmap"``: pycolmap's CPU SIFT (COLMAP's default options; its
+    ``first_octave`` -1 doubles the image, 0 starts at its own size) with as many threads as
+    torch uses."""
+    if backend == "opencv":
+        import cv2
+
+        return cv2.SIFT_create(
+            nfeatures=int(max_features),
+            nOctaveLayers=3,  # OpenCV's defaults, all spelled out for the overload below
+            contrastThreshold=contrast_threshold,
+            edgeThreshold=10,
+            sigma=1.6,
+            descriptorType=cv2.CV_32F,
+            enable_precise_upscale=True,  # else keypoints of the doubled image sit 0.25 px off
+        )
+    if backend != "colmap":
+        raise ValueError(f"SIFT backend must be one of {SIFT_BACKENDS}, got {backend!r}")
+    import pycolmap
+
+    options = pycolmap.FeatureExtractionOptions()
+    options.sift.max_num_features = int(max_features)
+    options.sift.first_octave = int(first_octave)
+    options.num_threads = torch.get_num_threads()
+    return pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+
+
+def sift_features(
+    photo: np.ndarray, extractor: Any = None, contrast_stretch: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT keypoints ``(N, 2)`` float64 (pixels, corner origin, pixel centres at +0.5, COLMAP's
+    convention) and L2-normalised descriptors ``(N, 128)`` float32 of an RGB or gray uint8 image
+    (``extractor``: from :func:`sift_extractor`, default a new one). ``contrast_stretch`` maps
+    the 1st..99th intensity percentiles to 0..255 first, as the COLMAP baseline does (SIFT
+    drops low-contrast keypoints)."""
+    photo = np.asarray(photo)
+    if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
+        raise ValueError(
+            f"photo must be a (H, W) or (H, W, 3) uint8 array, got {photo.dtype} {photo.shape}"
+        )
+    photo = stretch_contrast(photo) if contrast_stretch else photo
+    if photo.ndim == 3:
+        if photo.shape[2] != 3:
+            raise ValueError(f"photo must have 3 channels, got shape {photo.shape}")
+        gray = photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        photo = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    extractor = extractor if extractor is not None else sift_extractor()
+    photo = np.ascontiguousarray(photo)
+    if hasattr(extractor, "detectAndCompute"):  # OpenCV: pixel centres at integers
+        keypoints, descriptors = extractor.detectAndCompute(photo, None)
+        points = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2) + 0.5
+    else:
+        keypoints, descriptors = extractor.extract_from_uint8_array(photo)
+        points = np.array([(k.x, k.y) for k in keypoints], np.float64).reshape(-1, 2)
+        descriptors = descriptors.data
+    if len(points) == 0:  # a featureless image (uniform, black)
+        return points, np.zeros((0, 128), np.float32)
+    vectors = np.asarray(descriptors, dtype=np.float32).reshape(len(points), -1)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return points, vectors / np.maximum(norms, 1e-12)
+
+
+def match_descriptors(first: np.ndarray, second: np.ndarray, ratio: float = 0.8) -> np.ndarray:
+    """Mutual nearest neighbours passing Lowe's ratio test (on descriptor angles): ``(M, 2)``
+    index pairs into ``first`` and ``second`` (unit-norm descriptors)."""
+    if len(first) < 2 or len(second) < 2:
+        return np.zeros((0, 2), np.int64)
+    similarity = np.asarray(first, np.float32) @ np.asarray(second, np.float32).T
+    rows = np.arange(len(first))
+    best = similarity.argmax(axis=1)
+    mutual = similarity.argmax(axis=0)[best] == rows
+    nearest = similarity[rows, best]
+    similarity[rows, best] = -np.inf
+    second_nearest = similarity.max(axis=1)
+    angles = np.arccos(np.clip(np.stack([nearest, second_nearest]), -1.0, 1.0))
+    keep = np.flatnonzero(mutual & (angles[0] < ratio * angles[1]))
+    return np.stack([keep, best[keep]], axis=1).astype(np.int64)

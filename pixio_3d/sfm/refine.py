@@ -1,0 +1,231 @@
+"""``features``: camera poses of one scene from SIFT two-view geometry and the network's depth.
+
+SIFT keypoints of every view (:mod:`~pixio_3d.sfm.features`), descriptor matches of every view
+pair and an essential matrix for each view's best pairs (:mod:`~pixio_3d.sfm.two_view`, with the
+known or predicted intrinsics) give relative rotations and translation directions that do not
+depend on the predicted depth. The predicted depth fixes each pair's translation length (median
+ratio of the predicted z-depth to the triangulated one at the inliers), so all pairs share the
+network's metric scale. A maximum spanning tree of the view graph (:mod:`~pixio_3d.sfm.view_graph`),
+grown from view 0, chains the relative poses; views it does not reach keep the head's pose. A
+bundle adjustment (:mod:`~pixio_3d.sfm.bundle_adjust`, COLMAP's through pycolmap) then refines
+the placed views jointly, and with predicted intrinsics also each view's focal length (the
+network's focal lengths are ~10 % off, which bends the two-view geometry). Keypoints can come
+from higher-resolution copies of the views (``photos``), as COLMAP would use them.
+
+:func:`refine_with_features` applies it to the output of
+:meth:`pixio_3d.models.ReconstructionModel.infer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from pixio_3d.geometry import points_from_z_depth, ray_directions
+from pixio_3d.sfm.bundle_adjust import bundle_adjust, depth_ratios
+from pixio_3d.sfm.features import sift_extractor, sift_features
+from pixio_3d.sfm.matches import MIN_MATCHES
+from pixio_3d.sfm.settings import DEFAULT_FEATURE_SETTINGS, FeatureSettings
+from pixio_3d.sfm.two_view import candidate_pairs, triangulated_depth, verified_pair
+from pixio_3d.sfm.view_graph import ViewPair, chain_view_graph
+
+__all__ = ["FeaturePoses", "poses_from_features", "poses_from_keypoints", "refine_with_features"]
+
+
+class FeaturePoses(NamedTuple):
+    """What the ``features`` solver returns for one scene.
+
+    ``poses (V, 4, 4)`` camera-to-world; ``placed (V,)`` the inlier count of the view-graph edge
+    that placed each view (0 for view 0, the reference, and for views that kept their fallback
+    pose); ``intrinsics (V, 3, 3)`` at the network's size: the given ones, or the bundle
+    adjustment's refined focal length where it refined one; ``reprojection_error`` the bundle
+    adjustment's final mean reprojection error in pixels of the keypoint images (NaN without
+    one); ``num_points`` its 3D points (0 without one).
+    """
+
+    poses: torch.Tensor
+    placed: torch.Tensor
+    intrinsics: torch.Tensor
+    reprojection_error: float = float("nan")
+    num_points: int = 0
+
+
+def poses_from_features(
+    photos: Sequence[np.ndarray],
+    intrinsics: torch.Tensor,
+    depth_z: torch.Tensor,
+    fallback: torch.Tensor,
+    settings: FeatureSettings = DEFAULT_FEATURE_SETTINGS,
+    refine_focal: bool = False,
+) -> FeaturePoses:
+    """Camera-to-world poses of one scene from SIFT two-view geometry, chained over the view
+    graph and (``settings.bundle_adjustment``) refined by a bundle adjustment of all views.
+
+    Args:
+        photos: ``V`` uint8 images ``(H', W', 3)`` framing the views exactly (any common size of
+            the views' aspect ratio, e.g. the originals before resizing for the network).
+        intrinsics: ``(V, 3, 3)`` of the views at the network's size ``(H, W)``.
+        depth_z: ``(V, H, W)`` the network's z-depth (sets the translation lengths).
+        fallback: ``(V, 4, 4)`` poses kept for views the view graph does not reach.
+        refine_focal: the bundle adjustment also refines each placed view's focal length
+            (one per view, fx = fy, starting from the mean of its ``intrinsics``' fx and fy; for
+            predicted intrinsics).
+    """
+    views, height, width = depth_z.shape
+    if len(photos) != views:
+        raise ValueError(f"{len(photos)} photos for {views} views")
+    photo_height, photo_width = np.asarray(photos[0]).shape[:2]
+    if any(np.asarray(p).shape[:2] != (photo_height, photo_width) for p in photos):
+        raise ValueError("all photos of a scene must have the same size")
+    if abs(photo_width / photo_height - width / height) > 0.01 * width / height:
+        raise ValueError(
+            f"photos of {photo_width}x{photo_height} do not frame views of {width}x{height} "
+            "(aspect ratios differ)"
+        )
+    extractor = sift_extractor(
+        settings.max_features, settings.first_octave, settings.sift, settings.contrast_threshold
+    )
+    features = [sift_features(p, extractor) for p in photos]
+    return poses_from_keypoints(
+        features,
+        (photo_width, photo_height),
+        intrinsics,
+        depth_z,
+        fallback,
+        settings,
+        refine_focal,
+    )
+
+
+def poses_from_keypoints(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    image_size: tuple[int, int],
+    intrinsics: torch.Tensor,
+    depth_z: torch.Tensor,
+    fallback: torch.Tensor,
+    settings: FeatureSettings = DEFAULT_FEATURE_SETTINGS,
+    refine_focal: bool = False,
+) -> FeaturePoses:
+    """:func:`poses_from_features` on given keypoints and unit descriptors per view, found in
+    images of ``image_size = (W', H')`` that frame the views of ``depth_z (V, H, W)``."""
+    views, height, width = depth_z.shape
+    to_photo = np.diag([image_size[0] / width, image_size[1] / height, 1.0])
+    k_photo = to_photo @ intrinsics.detach().double().cpu().numpy()
+    usable_k = np.isfinite(k_photo).all(axis=(1, 2)) & (k_photo[:, [0, 1], [0, 1]] > 0).all(1)
+    depth = depth_z.detach().double().cpu().numpy()
+    edges: list[ViewPair] = []
+    # a view without a pinhole camera is in no pair: it keeps its fallback pose
+    for (i, j), candidates in candidate_pairs(features, usable_k, settings).items():
+        found = verified_pair(
+            features[i], features[j], k_photo[i], k_photo[j], image_size, settings, candidates
+        )
+        if found is None:
+            continue
+        pose, matches = found
+        points_i, points_j = features[i][0][matches[:, 0]], features[j][0][matches[:, 1]]
+        z_i, z_j = triangulated_depth(points_i, points_j, k_photo[i], k_photo[j], pose)
+        in_front = np.where(z_j > 0, z_i, np.nan)  # points in front of both cameras
+        views_i = np.full(len(z_i), i)
+        ratios = depth_ratios(depth, views_i, points_i / np.diag(to_photo)[:2], in_front)
+        if len(ratios) < MIN_MATCHES:
+            continue
+        pose[:3, 3] *= np.median(ratios)
+        edges.append(ViewPair(len(matches), i, j, pose, matches))
+    cam2world, placed_by = chain_view_graph(edges, views)
+    error, num_points = float("nan"), 0
+    if settings.bundle_adjustment and len(cam2world) >= 2:
+        adjusted = bundle_adjust(
+            features,
+            edges,
+            cam2world,
+            k_photo,
+            image_size,
+            depth,
+            to_photo,
+            refine_focal,
+            settings.max_reprojection_error,
+            settings.ba_rounds,
+            settings.ba_max_iterations,
+        )
+        if adjusted is not None:
+            cam2world, k_photo, error, num_points = adjusted
+    poses = fallback.detach().clone()
+    for view, pose in cam2world.items():
+        if view > 0:
+            poses[view] = torch.from_numpy(pose).to(poses)
+    k_network = torch.from_numpy(np.linalg.inv(to_photo) @ k_photo).to(intrinsics)
+    return FeaturePoses(poses, torch.from_numpy(placed_by), k_network, error, num_points)
+
+
+def with_refined_intrinsics(
+    out: dict[str, torch.Tensor], solved: Sequence[FeaturePoses]
+) -> dict[str, torch.Tensor]:
+    """``out`` with the intrinsics of the scenes whose focal lengths the features solver's
+    bundle adjustment refined, and the rays, camera-frame points and depths along the rays that
+    follow from them for the same z-depth (a refined focal length moves the points along the
+    image plane)."""
+    out = dict(out)
+    keys = ("intrinsics", "ray_directions", "pts3d_cam", "depth_along_ray")
+    for key in keys:
+        out[key] = out[key].clone()
+    height, width = out["depth_z"].shape[-2:]
+    for b, found in enumerate(solved):
+        if not found.num_points:  # no bundle adjustment ran: the fitted intrinsics stay
+            continue
+        intrinsics = found.intrinsics.to(out["depth_z"])
+        points_cam = points_from_z_depth(out["depth_z"][b], intrinsics)
+        out["intrinsics"][b] = intrinsics
+        out["ray_directions"][b] = ray_directions(intrinsics, height, width)
+        out["pts3d_cam"][b] = points_cam
+        out["depth_along_ray"][b] = points_cam.norm(dim=-1)
+    return out
+
+
+def refine_with_features(
+    out: dict[str, torch.Tensor],
+    photos: Sequence[Sequence[np.ndarray]],
+    *,
+    refine_focal: bool,
+    settings: FeatureSettings | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The ``features`` solver on every scene of a prediction (the output of
+    :meth:`~pixio_3d.models.ReconstructionModel.infer`, batch first).
+
+    ``photos``: per scene the ``V`` uint8 ``(H', W', 3)`` images the keypoints come from,
+    framing the views exactly. ``refine_focal``: the intrinsics were predicted, so the bundle
+    adjustment also refines each view's focal length, and the returned prediction carries the
+    refined intrinsics with the rays, camera-frame points and depths along the rays that follow
+    from them (the z-depth stays the network's).
+
+    Returns ``(prediction, poses (B, V, 4, 4), support (B, V))``; the prediction also gets
+    ``pose_reprojection_error (B,)``, the bundle adjustment's mean reprojection error in pixels
+    of the keypoint images (NaN where none ran). ``support`` is the inlier count of the
+    view-graph edge that placed each view (0 for view 0 and for views that kept the head's
+    pose)."""
+    batch = out["depth_z"].shape[0]
+    if len(photos) != batch:
+        raise ValueError(f"photos for {len(photos)} scenes, images of {batch}")
+    settings = settings or FeatureSettings()
+    solved = [
+        poses_from_features(
+            scene_photos,
+            out["intrinsics"][b],
+            out["depth_z"][b],
+            out["camera_poses"][b],
+            settings,
+            refine_focal=refine_focal,
+        )
+        for b, scene_photos in enumerate(photos)
+    ]
+    poses = torch.stack([found.poses for found in solved])
+    support = torch.stack([found.placed for found in solved]).to(poses.device)
+    out = dict(out)
+    out["pose_reprojection_error"] = torch.tensor(
+        [found.reprojection_error for found in solved], device=poses.device
+    )
+    if refine_focal:
+        out = with_refined_intrinsics(out, solved)
+    return out, poses, support
