@@ -194,7 +194,7 @@ def run_model(
     import torch.nn.functional as F
 
     from pixio_3d.pipeline import predict
-    from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+    from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD
 
     rgb = torch.from_numpy(scene["rgb"]).permute(0, 3, 1, 2).float() / 255.0
     intrinsics = torch.from_numpy(scene["intrinsics"]).float()

@@ -26,7 +26,8 @@ import torch
 from pixio_envs.metaworld_pixels import MetaWorldExpert
 from pixio_envs.push_block import PushBlockExpert
 
-from pixio_core.loading import load_frozen_encoder
+from pixio_core.checkpoint import resolve_checkpoint_dir
+from pixio_core.loading import load_frozen_encoder, resolve_encoder_source
 from pixio_robot.checkpoint import load_policy
 from pixio_robot.demos import collect_demos
 from pixio_robot.features import embed_frames
@@ -51,7 +52,8 @@ def control_rate(env_id: str, env_kwargs: dict, policy_dir: Path, steps: int = 1
     """(env steps/s with rendering alone, full control loop steps/s) for one env."""
     policy, config = load_policy(policy_dir)
     reference = config["encoder"]
-    encoder, _ = load_frozen_encoder(reference["source"], reference["seed"])
+    source = resolve_encoder_source(reference, resolve_checkpoint_dir(policy_dir))
+    encoder, _ = load_frozen_encoder(source, reference["seed"])
     env = gym.make(env_id, **env_kwargs)
     obs, _ = env.reset(seed=0)
     start = time.perf_counter()

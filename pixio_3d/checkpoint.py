@@ -8,8 +8,10 @@ A checkpoint folder (written atomically by :func:`pixio_core.checkpoint.save_che
                          "config"}, "encoder_in_checkpoint": bool, "train": {...}}
 
 With a frozen encoder the weights stay where they are (``encoder.source``, any
-:func:`pixio_core.load_encoder` source or ``random:<size>``); a fine-tuned encoder is saved in
-the checkpoint and rebuilt from ``encoder.config``.
+:func:`pixio_core.load_encoder` source or ``random:<size>``; a local path is also stored
+absolutely and relative to the checkpoint, :func:`pixio_core.loading.encoder_reference`); a
+fine-tuned encoder is saved in the checkpoint and rebuilt from ``encoder.config``. The task
+names a row of :data:`pixio_3d.tasks.TASKS`.
 """
 
 from __future__ import annotations
@@ -21,33 +23,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from pixio_3d.models import (
-    MonoDepthConfig,
-    MonoDepthModel,
-    ReconstructionConfig,
-    ReconstructionModel,
-    SegmentationConfig,
-    SegmentationModel,
+from pixio_3d.tasks import get_task
+from pixio_core.checkpoint import (
+    LAST_POINTER,
+    is_checkpoint_dir,
+    load_checkpoint,
+    resolve_checkpoint_dir,
+    save_checkpoint,
 )
-from pixio_core.checkpoint import LAST_POINTER, is_checkpoint_dir, load_checkpoint, save_checkpoint
-from pixio_core.loading import load_frozen_encoder
+from pixio_core.loading import encoder_reference, load_frozen_encoder, resolve_encoder_source
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 
 KIND = "pixio_3d_model"
-TASKS = {
-    "reconstruction": (ReconstructionConfig, ReconstructionModel),
-    "depth": (MonoDepthConfig, MonoDepthModel),
-    "segmentation": (SegmentationConfig, SegmentationModel),
-}
 ENCODER_PREFIXES = ("encoder.", "predictor.encoder.")
 
 
 def build_model(task: str, encoder: PixioEncoder, model_config: dict[str, Any]) -> nn.Module:
-    """A 3D model of ``task`` on ``encoder`` from plain config values."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    config_type, model_type = TASKS[task]
-    return model_type(encoder, config_type(**model_config))
+    """A 3D model of ``task`` (a :data:`pixio_3d.tasks.TASKS` name) on ``encoder`` from plain
+    config values."""
+    return get_task(task).build_model(encoder, model_config)
 
 
 def saved_model_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -87,11 +81,9 @@ def save_model(
         "model_config": model.config.to_dict()
         if hasattr(model.config, "to_dict")
         else dict(vars(model.config)),
-        "encoder": {
-            "source": encoder_source,
-            "seed": encoder_seed,
-            "config": encoder.config.to_dict(),
-        },
+        "encoder": encoder_reference(
+            encoder_source, encoder_seed, directory, config=encoder.config.to_dict()
+        ),
         "encoder_in_checkpoint": fine_tuned,
         "train": dict(train or {}),
     }
@@ -117,7 +109,8 @@ def load_model(
         and (candidate / "checkpoints" / LAST_POINTER).is_file()
     ):
         path = candidate / "checkpoints"
-    state, config, _ = load_checkpoint(path)
+    directory = resolve_checkpoint_dir(path)
+    state, config, _ = load_checkpoint(directory)
     if config.get("kind") != KIND:
         raise ValueError(
             f"{path} is not a pixio_3d model checkpoint (config kind {config.get('kind')!r}, "
@@ -127,11 +120,12 @@ def load_model(
     if config.get("encoder_in_checkpoint"):
         encoder = PixioEncoder(EncoderConfig.from_dict(reference["config"]))
     else:
-        encoder, _ = load_frozen_encoder(reference["source"], reference.get("seed", 0))
+        source = resolve_encoder_source(reference, directory)
+        encoder, _ = load_frozen_encoder(source, reference.get("seed", 0))
         if encoder.config.to_dict() != reference["config"]:
             raise ValueError(
                 f"{path} was trained on an encoder with config {reference['config']}, but "
-                f"{reference['source']} now holds {encoder.config.to_dict()}"
+                f"{source} now holds {encoder.config.to_dict()}"
             )
     model = build_model(config["task"], encoder, saved_model_config(config))
     result = model.load_state_dict(state, strict=False)

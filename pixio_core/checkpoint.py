@@ -18,6 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from pixio_core.io import atomic_write_text
+
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAIN_STATE_FILE = "train_state.pt"
@@ -26,6 +28,11 @@ FORMAT_KEY = "pixio_checkpoint"
 FORMAT_VERSION = 1
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not fit what loads it: another architecture or model config
+    (missing, unexpected or mis-shaped keys), or an optimizer state of other parameter groups."""
 
 
 def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -41,19 +48,6 @@ def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
                     changed = True
         cleaned[key] = value
     return cleaned
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -106,7 +100,7 @@ def is_checkpoint_dir(path: Path) -> bool:
 def write_last_pointer(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike) -> None:
     """Point ``run_dir/last`` at ``checkpoint_dir`` (a name relative to ``run_dir``)."""
     run_dir = Path(run_dir)
-    _atomic_write_text(run_dir / LAST_POINTER, Path(checkpoint_dir).name + "\n")
+    atomic_write_text(run_dir / LAST_POINTER, Path(checkpoint_dir).name + "\n")
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:

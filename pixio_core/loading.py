@@ -25,6 +25,7 @@ from pixio_core.checkpoint import (
     CONFIG_FILE,
     LAST_POINTER,
     MODEL_FILE,
+    CheckpointMismatchError,
     clean_state_dict,
     is_checkpoint_dir,
     load_checkpoint,
@@ -46,10 +47,6 @@ HUB_ORG = "facebook"
 # Keys of training-time heads that are not part of the encoder: the MAE decoder (official
 # pre-training checkpoints) and the distillation projection head.
 _NON_ENCODER = re.compile(r"^(decoder_|mask_token|last_proj\.)")
-
-
-class CheckpointMismatchError(ValueError):
-    """A state dict that does not fit the encoder: lists missing, unexpected and mis-shaped keys."""
 
 
 def official_hub_file(name: str) -> tuple[str, str]:
@@ -389,3 +386,35 @@ def load_frozen_encoder(
             identity = source
     encoder = encoder.to(device).eval().requires_grad_(False)
     return encoder, identity
+
+
+def encoder_reference(
+    source: str, seed: int, checkpoint_dir: str | os.PathLike, **extra: Any
+) -> dict[str, Any]:
+    """How a checkpoint that does not hold its frozen encoder names it: ``source`` as given and
+    ``seed`` (for ``random:<size>``); for a local path also ``absolute_path`` and
+    ``relative_path`` (from ``checkpoint_dir``, the folder being written), so the checkpoint
+    loads from any working directory and after the folders that hold both are moved together
+    (:func:`resolve_encoder_source`). ``extra`` values are added as they are."""
+    reference: dict[str, Any] = {"source": source, "seed": seed, **extra}
+    path = Path(source)
+    if not source.startswith(RANDOM_PREFIX) and path.exists():
+        reference["absolute_path"] = str(path.resolve())
+        reference["relative_path"] = os.path.relpath(path.resolve(), Path(checkpoint_dir).resolve())
+    return reference
+
+
+def resolve_encoder_source(reference: dict[str, Any], checkpoint_dir: str | os.PathLike) -> str:
+    """The :func:`load_encoder` source of an :func:`encoder_reference` stored in the checkpoint
+    ``checkpoint_dir``: its ``relative_path`` from that folder when it exists, else its
+    ``absolute_path`` when that exists, else ``source`` as it was given (a hub name,
+    ``random:<size>``, or a path relative to the working directory of older checkpoints)."""
+    relative = reference.get("relative_path")
+    if relative is not None:
+        candidate = (Path(checkpoint_dir) / relative).resolve()
+        if candidate.exists():
+            return str(candidate)
+    absolute = reference.get("absolute_path")
+    if absolute is not None and Path(absolute).exists():
+        return absolute
+    return str(reference["source"])

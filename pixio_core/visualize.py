@@ -1,26 +1,20 @@
-"""Pictures people look at: loss curves and original / masked / reconstruction grids."""
+"""Pictures people look at: loss curves and original / masked / reconstruction grids.
+
+Figures are drawn with matplotlib's object API (``Figure`` + ``savefig``, Agg for PNG), so this
+module chooses no global backend and leaves pyplot alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from pixio_core.models.mae import patchify, unpatchify  # noqa: E402
-
-
-def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalized ``(B, 3, H, W)`` -> ``[0, 1]``."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images * std + mean).clamp(0, 1)
+from pixio_core.imaging import denormalize_images as denormalize
+from pixio_core.models.mae import patchify, unpatchify
 
 
 def reconstruction_panels(
@@ -59,7 +53,8 @@ def save_reconstruction_grid(
 ) -> Path:
     """A PNG with one row per image: original | masked input | reconstruction."""
     rows = min(max_rows, original.shape[0])
-    fig, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), squeeze=False)
+    fig = Figure(figsize=(6, 2 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     for row in range(rows):
         for col, (title, batch) in enumerate(
             (("original", original), ("masked", masked), ("reconstruction", recon))
@@ -73,7 +68,6 @@ def save_reconstruction_grid(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -82,7 +76,8 @@ def save_loss_curve(
 ) -> Path:
     """Per-step loss and a moving average, as a PNG."""
     steps = np.arange(len(losses))
-    fig, axis = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    axis = fig.subplots()
     axis.plot(steps, losses, alpha=0.35, label="per step")
     window = max(1, len(losses) // 20)
     if len(losses) >= window:
@@ -95,5 +90,4 @@ def save_loss_curve(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

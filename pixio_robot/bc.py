@@ -1,17 +1,19 @@
 """Behavior cloning on frozen encoder features: dataset, training and success-rate evaluation.
 
-A plain function, :func:`train_bc`, fits a policy on cached features of the demo frames;
+A plain function, :func:`train_bc`, fits a policy on cached features of the demo frames with
+the shared training engine;
 :mod:`pixio_robot.evaluation` rolls it out in MuJoCo.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import h5py
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+
+from pixio_core.engine import train_steps
 
 
 class DemoFeatureDataset(Dataset):
@@ -88,6 +90,12 @@ class DemoFeatureDataset(Dataset):
         return stats
 
 
+def _epochs(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """The loader's batches, epoch after epoch (a new shuffle each epoch)."""
+    while True:
+        yield from loader
+
+
 def train_bc(
     policy: torch.nn.Module,
     dataset: DemoFeatureDataset,
@@ -100,15 +108,19 @@ def train_bc(
     log: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 50,
 ) -> list[float]:
-    """Fit ``policy`` (its normalization set from ``dataset``) for ``steps`` AdamW steps.
+    """Fit ``policy`` (its normalization set from ``dataset``) for ``steps`` AdamW steps on the
+    shared engine (:func:`pixio_core.engine.train_steps`; constant lr, shuffled batches that
+    are a pure function of ``seed``).
 
-    Returns the loss of every step; ``log(step, scalars)`` is called every ``log_every`` steps.
+    Returns the loss of every step; ``log(step, scalars)`` is called every ``log_every`` steps
+    (``step`` counts from 1) with the loss, the policy's own terms and the engine's rates.
     """
     if len(dataset) == 0:
         raise ValueError("the demo dataset is empty: nothing to train on")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     torch.manual_seed(seed)
     policy.set_normalization(dataset.statistics())
-    policy.train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     loader = DataLoader(
         dataset,
@@ -117,21 +129,24 @@ def train_bc(
         drop_last=len(dataset) > batch_size,
         generator=torch.Generator().manual_seed(seed),
     )
-    losses: list[float] = []
-    bar = tqdm(total=steps, desc="behavior cloning", disable=not progress)
-    while len(losses) < steps:
-        for batch in loader:
-            loss, info = policy(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            if log is not None and (len(losses) % log_every == 0 or len(losses) == steps):
-                log(len(losses), {"loss": losses[-1], **info})
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            if len(losses) == steps:
-                break
-    bar.close()
+
+    def every(step: int, scalars: dict[str, float]) -> None:
+        done = step + 1
+        if log is not None and (done % log_every == 0 or done == steps):
+            log(done, scalars)
+
+    losses = train_steps(
+        policy,
+        loss_fn=lambda batch, step, micro: policy(batch),
+        batches=_epochs(loader),
+        optimizer=optimizer,
+        lr_schedule=[lr] * steps,
+        start_step=0,
+        end_step=steps,
+        device=next(policy.parameters()).device,
+        log_fn=every,
+        progress=progress,
+        desc="behavior cloning",
+    )
     policy.eval()
     return losses

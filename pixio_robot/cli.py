@@ -19,19 +19,65 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from pixio_core.cli.common import CONFIG_DIR
+from pixio_core.cli.console import HydraCommand, print_help, run_hydra_command
 
+MUJOCO = {"MUJOCO_GL": "egl"}  # before mujoco is first imported
 COMMANDS = {
-    "collect": "robot_collect",
-    "train": "robot_train",
-    "eval": "robot_eval",
-    "compare": "robot_compare",
-    "demo": "robot_demo",
+    name: HydraCommand(
+        prog=f"pixio-robot {name}",
+        config_name=f"robot_{name}",
+        run=f"pixio_robot.cli:{job}",
+        summary=summary,
+        examples=examples,
+        environment=MUJOCO,
+    )
+    for name, job, summary, examples in (
+        (
+            "collect",
+            "collect",
+            "Scripted-expert demonstrations in robomimic's HDF5 layout (successful episodes "
+            "only; an existing file is kept unless overwrite=true).",
+            (
+                "pixio-robot collect",
+                "pixio-robot collect num_demos=50 env.kwargs.image_size=128 output=/data/p.hdf5",
+                "pixio-robot collect env=metaworld env.kwargs.task=hammer-v3 num_demos=25",
+            ),
+        ),
+        (
+            "train",
+            "train",
+            "Behaviour cloning on frozen encoder features -> a self-contained policy checkpoint.",
+            (
+                "pixio-robot train encoder.source=outputs/demo/checkpoints",
+                "pixio-robot train policy=act encoder.feature=patch steps=3000",
+            ),
+        ),
+        (
+            "eval",
+            "evaluate",
+            "Success rate of policy checkpoints per seed in parallel workers; mp4 videos, "
+            "results.json + results.md.",
+            ("pixio-robot eval policies=[outputs/robot/policies/push_block_mlp] num_envs=2",),
+        ),
+        (
+            "compare",
+            "compare",
+            "Train and evaluate the same policy on the same demos for several encoders.",
+            ("pixio-robot compare encoders=[outputs/demo/checkpoints,random:pixio_vitt16]",),
+        ),
+        (
+            "demo",
+            "demo",
+            "Collect, train and evaluate on our own task with pixio-demo's encoder "
+            "(what make demo runs).",
+            ("pixio-robot demo",),
+        ),
+    )
 }
 
 
@@ -192,16 +238,33 @@ def demo(cfg: DictConfig) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"usage: pixio-robot {{{','.join(COMMANDS)}}} [KEY=VALUE ...]",
+        "",
+        "Robot learning: demos, behaviour cloning on frozen Pixio features, evaluation.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
+    lines += ["", "pixio-robot COMMAND --help shows a command's config groups and settings."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``pixio-robot`` console script: ``pixio-robot COMMAND [hydra overrides]``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print_help(usage())
     if not args or args[0] not in COMMANDS:
-        given = args[0] if args else "nothing"
-        raise SystemExit(f"usage: pixio-robot {{{', '.join(COMMANDS)}}} [overrides]; got {given}")
-    command, overrides = args[0], args[1:]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(COMMANDS[command], overrides=overrides)
-    jobs = {"collect": collect, "train": train, "eval": evaluate, "compare": compare, "demo": demo}
-    jobs[command](cfg)
+        given = f"unknown command {args[0]!r}" if args else "no command given"
+        raise SystemExit(
+            f"pixio-robot: {given}; usage: pixio-robot {{{', '.join(COMMANDS)}}} [overrides] "
+            "(pixio-robot --help lists the commands)"
+        )
+    command = COMMANDS[args[0]]
+    run_hydra_command(command, args[1:], usage_prefix=command.prog)
 
 
 if __name__ == "__main__":

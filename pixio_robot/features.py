@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD, PixioEncoder
+from pixio_core.imaging import normalize_images
+from pixio_core.models.encoder import PixioEncoder
 from pixio_core.precision import autocast
 
 FEATURES = ("pooled", "patch")
@@ -42,9 +43,7 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, image_size: int) -> tor
             antialias=True,
             align_corners=False,
         )
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images - mean) / std
+    return normalize_images(images)
 
 
 @torch.no_grad()

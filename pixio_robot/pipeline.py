@@ -13,8 +13,13 @@ from typing import Any
 
 import torch
 
-from pixio_core.checkpoint import LAST_POINTER, is_checkpoint_dir, write_last_pointer
-from pixio_core.loading import load_frozen_encoder
+from pixio_core.checkpoint import (
+    LAST_POINTER,
+    is_checkpoint_dir,
+    resolve_checkpoint_dir,
+    write_last_pointer,
+)
+from pixio_core.loading import encoder_reference, load_frozen_encoder, resolve_encoder_source
 from pixio_core.runlog import RunLogger
 from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.checkpoint import check_policy_fits_env, load_policy, save_policy
@@ -109,13 +114,14 @@ def train_policy(
         "feature_images_per_s": cache_stats["images_per_s"],
         "features_from_cache": bool(cache_stats["cached"]),
     }
-    encoder_ref = {
-        "source": encoder_source,
-        "seed": encoder_seed,
-        "feature": feature,
-        "image_size": image_size,
-        "embed_dim": encoder.embed_dim,
-    }
+    encoder_ref = encoder_reference(
+        encoder_source,
+        encoder_seed,
+        output / "checkpoint",
+        feature=feature,
+        image_size=image_size,
+        embed_dim=encoder.embed_dim,
+    )
     checkpoint = save_policy(
         output / "checkpoint", policy, policy_name, encoder_ref,
         {"id": env_id, "kwargs": info.env_kwargs}, train=summary,
@@ -143,11 +149,12 @@ def evaluate_policy(
     finally:
         probe.close()
     reference = config["encoder"]
-    encoder, _ = load_frozen_encoder(reference["source"], reference.get("seed", 0), device)
+    source = resolve_encoder_source(reference, resolve_checkpoint_dir(checkpoint))
+    encoder, _ = load_frozen_encoder(source, reference.get("seed", 0), device)
     if encoder.embed_dim != reference.get("embed_dim", encoder.embed_dim):
         raise ValueError(
             f"{checkpoint} was trained on features of width {reference['embed_dim']}, but "
-            f"{reference['source']} now gives width {encoder.embed_dim}"
+            f"{source} now gives width {encoder.embed_dim}"
         )
     result = evaluate(
         policy.to(device),

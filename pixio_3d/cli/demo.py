@@ -7,21 +7,17 @@ then treats the first held-out scene's views as a folder of photos and runs the 
 (``pixio-recon``): point cloud, GLB, COLMAP model, depth maps and a preview. Extra arguments are
 hydra overrides of ``configs/recon_train.yaml``. A second run resumes the finished training and
 re-does the evaluation and the reconstruction; a run left by a version with another model
-config is trained again.
+config is left as it is and a new run is trained beside it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from omegaconf import DictConfig
 
 OUT = Path("outputs/demo/recon")
-DEMO_OVERRIDES = [
+DEMO_OVERRIDES = (
     f"output_dir={OUT}/run",
     f"data.root={OUT}/scenes/train",
     "data.num_scenes=12",
@@ -37,27 +33,42 @@ DEMO_OVERRIDES = [
     "eval.generate=true",
     "eval.num_scenes=2",
     "eval.views=[2,4,8]",
-]
+)
 
 
-def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
+def _free_folder(folder: Path) -> Path:
+    """``folder`` itself if it does not exist, else the first free ``<folder>_<n>``."""
+    candidate, index = folder, 2
+    while candidate.exists():
+        candidate, index = folder.with_name(f"{folder.name}_{index}"), index + 1
+    return candidate
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train (or resume) the demo's model as ``cfg`` says, then evaluate it and reconstruct a
+    held-out scene's photos. Returns the reconstruction folder."""
+    import numpy as np
+    from omegaconf import OmegaConf
+    from PIL import Image
+
     from pixio_3d.checkpoint import load_model
-    from pixio_3d.cli.train import load_config, run
+    from pixio_3d.cli.train import run as train
     from pixio_3d.data import find_scenes, read_scene
     from pixio_3d.pipeline import reconstruct_photos
     from pixio_3d.sfm import quiet_pycolmap_logs
-    from pixio_3d.training.train import CheckpointMismatchError
+    from pixio_core.checkpoint import CheckpointMismatchError
 
     quiet_pycolmap_logs()
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    cfg = load_config([*DEMO_OVERRIDES, *overrides])
     try:
-        run_dir = run(cfg)
-    except CheckpointMismatchError as error:  # an earlier version's demo run: train it anew
-        print(f"{error}\nthe demo's earlier run does not fit this version: training it again")
-        shutil.rmtree(cfg.output_dir)
-        run_dir = run(cfg)
+        run_dir = train(cfg)
+    except CheckpointMismatchError as error:  # an earlier version's demo run: leave it be
+        fresh = _free_folder(Path(cfg.output_dir))
+        print(
+            f"{error}\nthe demo's earlier run in {cfg.output_dir} does not fit this version: "
+            f"training a new run in {fresh} (the earlier one is left as it is)"
+        )
+        cfg = OmegaConf.merge(cfg, {"output_dir": str(fresh)})
+        run_dir = train(cfg)
 
     scene_dir = find_scenes(cfg.eval.scenes)[0]
     scene = read_scene(scene_dir)
@@ -79,6 +90,14 @@ def main(argv: list[str] | None = None) -> None:
         "transforms.json, depth/, preview.png)"
     )
     print(f"held-out metrics: {run_dir / 'eval' / 'results.md'}")
+    return OUT / "reconstruction"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``pixio-recon-demo`` console script (extra arguments: hydra overrides)."""
+    from pixio_3d.cli import demo_main
+
+    demo_main(argv)
 
 
 if __name__ == "__main__":

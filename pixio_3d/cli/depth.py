@@ -22,10 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from pixio_3d.cli.recon import DEFAULT_CHECKPOINT, default_device, load_checkpoint_arg
+from pixio_3d.cli.recon import DEFAULT_CHECKPOINT, load_checkpoint_arg
+from pixio_core.cli.console import run_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,44 +39,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--long-side", type=int, default=512, help="working size (pixels)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if any) | cpu | cuda[:N]")
     return parser
 
 
-def predict_depth(
-    model: torch.nn.Module, task: str, images: torch.Tensor
-) -> tuple[str, np.ndarray, np.ndarray | None]:
-    """``(kind, values (H, W), confidence (H, W) or None)`` for ``images (1, 3, H, W)`` in [0, 1].
+def predict_depth(model: Any, task: str, images: Any) -> tuple[str, Any, Any]:
+    """``(kind, values (H, W), confidence (H, W) or None)`` for ``images (1, 3, H, W)`` in [0, 1]
+    from a checkpoint of ``task`` (the task table's ``depth_map``).
 
     ``kind`` is ``"depth"`` (metric z-depth) or ``"disparity"`` (relative, up to scale and shift).
     """
-    from pixio_3d.models import MonoDepthModel
-    from pixio_3d.pipeline import predict_views
-    from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+    from pixio_3d.tasks import get_task
 
-    if task == "reconstruction":
-        prediction = predict_views(model, images)
-        return "depth", prediction["depth_z"][0], prediction["conf"][0]
-    if task != "depth" or not isinstance(model, MonoDepthModel):
-        raise ValueError(f"pixio-depth needs a depth or reconstruction checkpoint, got {task!r}")
-    device = next(model.parameters()).device
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    with torch.no_grad():
-        output = model((images.to(device) - mean) / std)
-    kind = "depth" if model.config.mode == "metric" else "disparity"
-    return kind, output[kind][0].double().cpu().numpy(), None
+    return get_task(task).depth_map(model, images)
 
 
 def write_depth_outputs(
     prefix: Path,
     kind: str,
-    values: np.ndarray,
-    confidence: np.ndarray | None = None,
+    values: Any,
+    confidence: Any = None,
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """``<prefix>.png`` plus ``<prefix>.npy`` (and ``_confidence.npy``) for depth, or plus
     ``<prefix>_disparity.npy`` for relative disparity. Returns the written paths."""
+    import numpy as np
+
     from pixio_3d.export import save_depth_map
 
     png = prefix.with_name(prefix.name + ".png")
@@ -106,8 +92,14 @@ def write_depth_outputs(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``pixio-depth`` console script."""
     args = build_parser().parse_args(argv)
+    run_guarded("pixio-depth", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
     from pixio_3d.data.photos import load_photos
+    from pixio_core.devices import resolve_device
 
     photo = Path(args.photo)
     if not photo.is_file():
@@ -118,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out)
         prefix = out.with_suffix("") if out.suffix.lower() in (".png", ".npy") else out
     model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-depth")
-    model = model.to(args.device or default_device())
+    model = model.to(resolve_device(args.device))
     try:
         photos = load_photos([photo], long_side=args.long_side)
         kind, values, confidence = predict_depth(model, config["task"], photos.images)

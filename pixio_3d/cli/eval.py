@@ -16,8 +16,9 @@ import argparse
 import os
 from pathlib import Path
 
-from pixio_3d.data import VIEW_SELECTIONS
-from pixio_3d.sfm import POSE_SOLVERS
+from pixio_3d.data.layout import VIEW_SELECTIONS
+from pixio_3d.sfm.settings import POSE_SOLVERS
+from pixio_core.cli.console import run_guarded
 
 DEFAULT_VIEWS = "2,4,8,16"
 
@@ -64,12 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``pixio-recon-eval`` console script."""
     args = build_parser().parse_args(argv)
+    run_guarded("pixio-recon-eval", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")  # labels may import the scene generator
     from pixio_3d.checkpoint import load_model
     from pixio_3d.evaluation.evaluate import evaluate_model, markdown_table, write_eval
+    from pixio_3d.tasks import EvalOptions
     from pixio_core.checkpoint import resolve_checkpoint_dir
-    from pixio_core.cli.common import resolve_device
+    from pixio_core.devices import resolve_device
 
     if args.pose_solver == "features":
         from pixio_3d.sfm import quiet_pycolmap_logs
@@ -77,24 +84,21 @@ def main(argv: list[str] | None = None) -> None:
         quiet_pycolmap_logs()
     if not Path(args.scenes).is_dir():
         raise SystemExit(f"pixio-recon-eval: scenes folder {args.scenes} does not exist")
-    device = resolve_device(args.device, 0)
+    device = resolve_device(args.device)
     try:
         model, config = load_model(args.checkpoint, device)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"pixio-recon-eval: {error}") from None
-    rows = evaluate_model(
-        model,
-        config,
-        args.scenes,
-        args.views,
-        device=device,
+    options = EvalOptions(
         samples_per_scene=args.samples_per_scene,
         seed=args.seed,
         give_intrinsics=args.intrinsics,
         view_selection=args.view_selection,
         pose_solver=args.pose_solver,
         max_views_per_scene=args.max_views_per_scene,
+        device=device,
     )
+    rows = evaluate_model(model, config, args.scenes, args.views, options)
     meta = {
         "checkpoint": str(resolve_checkpoint_dir(args.checkpoint)),
         "task": config["task"],

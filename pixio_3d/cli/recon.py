@@ -12,15 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from pixio_3d.sfm import POSE_SOLVERS, parse_feature_settings
+from pixio_3d.sfm.settings import POSE_SOLVERS, parse_feature_settings
+from pixio_core.cli.console import run_guarded
 
 DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_checkpoint_arg(path: str | None, prog: str) -> tuple[Any, dict[str, Any], Path]:
@@ -105,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write depth_original/: depth maps at each original photo's resolution",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if any) | cpu | cuda[:N]")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -150,12 +145,20 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``pixio-recon`` console script."""
     args = build_parser().parse_args(argv)
+    run_guarded("pixio-recon", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from pixio_3d.pipeline import reconstruct_photos
     from pixio_3d.sfm import quiet_pycolmap_logs
+    from pixio_core.devices import resolve_device
 
     quiet_pycolmap_logs()
+    if not Path(args.photos).exists():  # before the checkpoint: the user's input comes first
+        raise SystemExit(f"pixio-recon: photo folder {args.photos} does not exist")
 
     model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-recon")
     if config["task"] != "reconstruction":
@@ -167,29 +170,26 @@ def main(argv: list[str] | None = None) -> None:
         feature_settings = parse_feature_settings(args.feature_settings)
     except ValueError as error:
         raise SystemExit(f"pixio-recon: --feature-settings: {error}") from None
-    model = model.to(args.device or default_device())
-    try:
-        summary = reconstruct_photos(
-            args.photos,
-            args.out,
-            model,
-            overwrite=args.overwrite,
-            min_confidence=args.min_confidence,
-            confidence_quantile=args.confidence_quantile,
-            voxel_size=args.voxel_size,
-            max_points=args.max_points,
-            long_side=args.long_side,
-            min_side=args.min_side,
-            focal_px=args.focal_px,
-            exif_focal=not args.no_exif_focal,
-            pose_solver=args.pose_solver,
-            feature_settings=feature_settings,
-            original_depth=args.original_depth,
-            checkpoint=str(checkpoint),
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        raise SystemExit(f"pixio-recon: {error}") from None
+    model = model.to(resolve_device(args.device))
+    summary = reconstruct_photos(
+        args.photos,
+        args.out,
+        model,
+        overwrite=args.overwrite,
+        min_confidence=args.min_confidence,
+        confidence_quantile=args.confidence_quantile,
+        voxel_size=args.voxel_size,
+        max_points=args.max_points,
+        long_side=args.long_side,
+        min_side=args.min_side,
+        focal_px=args.focal_px,
+        exif_focal=not args.no_exif_focal,
+        pose_solver=args.pose_solver,
+        feature_settings=feature_settings,
+        original_depth=args.original_depth,
+        checkpoint=str(checkpoint),
+        progress=not args.no_progress,
+    )
     print_summary(summary)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from pixio_core.cli.console import run_guarded
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"WxH"`` -> ``(width, height)``."""
@@ -41,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``pixio-scenes`` console script."""
     args = build_parser().parse_args(argv)
+    run_guarded("pixio-scenes", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
     from pixio_3d.data.scenes import SceneConfig, generate_dataset
 

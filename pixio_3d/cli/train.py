@@ -12,37 +12,27 @@ Config: ``configs/recon_train.yaml`` with the size group ``configs/recon/``. Sce
 (+ ``last``; each loads with :func:`pixio_3d.checkpoint.load_model`), ``log.jsonl``,
 ``tensorboard/``, ``loss_curve.png``, ``summary.json``, the resolved ``config.yaml`` and, with
 ``eval.scenes`` set, ``eval/results.{json,md}``. A run with checkpoints resumes exactly.
+
+The wiring is the pre-training one (:mod:`pixio_core.cli.common`: process group, step loader,
+schedule, DDP, summary) around the one engine (:mod:`pixio_core.engine`); the task's parts come
+from the task table (:mod:`pixio_3d.tasks`).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
-from torch.utils.data import DataLoader
-
-from pixio_core.cli.common import (
-    CONFIG_DIR,
-    prepare_output,
-    resolve_device,
-    run_distributed,
-    summarize,
-)
-from pixio_core.distributed import DistInfo, barrier
 
 
 def ensure_scenes(
-    root: str, generate: bool, num_scenes: int, data_cfg: DictConfig, seed: int, info: DistInfo
+    root: str, generate: bool, num_scenes: int, data_cfg: DictConfig, seed: int, info: Any
 ) -> Path:
     """``root`` if it holds scene folders; else render ``num_scenes`` there (main process) when
     ``generate``, else a FileNotFoundError."""
     from pixio_3d.data import find_scenes
+    from pixio_core.distributed import barrier
 
     root_path = Path(root)
     try:
@@ -68,67 +58,64 @@ def ensure_scenes(
     return root_path
 
 
-def model_config(cfg: DictConfig) -> dict[str, Any]:
-    """The plain config of ``cfg.task``'s model (see :func:`pixio_3d.checkpoint.build_model`)."""
-    from pixio_3d.data.labels import num_label_classes
-
-    if cfg.task == "reconstruction":
-        return OmegaConf.to_container(cfg.recon.model, resolve=True)
-    dense = OmegaConf.to_container(cfg.recon.dense, resolve=True)
-    if cfg.task == "depth":
-        return {
-            **dense,
-            "head": cfg.depth.head,
-            "mode": cfg.depth.mode,
-            "max_depth": cfg.depth.max_depth,
-        }
-    if cfg.task == "segmentation":
-        classes = num_label_classes(cfg.segmentation.labels, cfg.segmentation.num_object_ids)
-        return {**dense, "head": cfg.segmentation.head, "num_classes": classes}
-    raise ValueError(f"task must be reconstruction, depth or segmentation, got {cfg.task!r}")
+def settings(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain values (what the task table reads)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
 def run(cfg: DictConfig) -> Path:
     """Train as configured; returns ``output_dir``. Joins torch.distributed under torchrun."""
+    from pixio_core.cli.common import run_distributed
+
     return run_distributed(cfg, _run)
 
 
-def _run(cfg: DictConfig, info: DistInfo) -> Path:
+def _run(cfg: DictConfig, info: Any) -> Path:
+    import torch
+
     from pixio_3d.checkpoint import build_model
     from pixio_3d.data import MultiViewDataset
-    from pixio_3d.training.losses import ReconstructionLossConfig
+    from pixio_3d.tasks import get_task
     from pixio_3d.training.train import (
-        Objective,
         TrainingSamples,
         build_optimizer,
+        checkpoint_writer,
         resume_training,
-        save_training_checkpoint,
-        train_steps,
+        train_task_steps,
     )
-    from pixio_core.data.sampler import StepBatchSampler
-    from pixio_core.engine import cosine_schedule
+    from pixio_core.cli.common import (
+        build_loader,
+        config_checkpoints,
+        lr_schedule,
+        prepare_output,
+        summarize,
+        wrap_ddp,
+    )
+    from pixio_core.devices import resolve_device
     from pixio_core.loading import load_frozen_encoder
     from pixio_core.precision import resolve_precision
     from pixio_core.runlog import RunLogger
 
-    task, train, data = cfg.task, cfg.train, cfg.data
+    task, train, data = get_task(cfg.task), cfg.train, cfg.data
+    plain = settings(cfg)
     device = resolve_device(cfg.device, info.local_rank)
     dtype = resolve_precision(cfg.precision, device)
-    out = prepare_output(cfg, info)
-    ckpt_dir = out / "checkpoints"
-    root = ensure_scenes(data.root, data.generate, data.num_scenes, data, data.seed, info)
-    config = model_config(cfg)
-
+    model_config = task.model_config(plain)
+    # the encoder first: a wrong source fails before any scene is rendered
     encoder, _ = load_frozen_encoder(cfg.encoder.source, cfg.encoder.seed, device)
+    ckpt_dir = Path(cfg.output_dir) / "checkpoints"
     encoder.requires_grad_(bool(cfg.encoder.trainable))
     torch.manual_seed(cfg.seed)  # the heads' initial weights
-    model = build_model(task, encoder, config).to(device)
+    model = build_model(task.name, encoder, model_config).to(device)
     optimizer = build_optimizer(
         model, cfg.optim.lr, cfg.optim.weight_decay, tuple(cfg.optim.betas), cfg.encoder.lr_scale
     )
-    start_step = resume_training(ckpt_dir, model, optimizer, task) if train.resume else 0
-    if start_step and info.is_main:
-        print(f"resuming from {ckpt_dir} at step {start_step}")
+    start_step = 0
+    if train.resume:
+        start_step = resume_training(ckpt_dir, model, optimizer, task.name, dist_info=info)
+    # only now that the run folder holds this run (or none) is anything written into it
+    out = prepare_output(cfg, info)
+    root = ensure_scenes(data.root, data.generate, data.num_scenes, data, data.seed, info)
 
     if start_step < train.total_steps:
         dataset = MultiViewDataset(
@@ -139,70 +126,38 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
             max_stride=data.max_stride,
             seed=cfg.seed,
         )
-        labels = cfg.segmentation.labels if task == "segmentation" else None
-        samples = TrainingSamples(dataset, labels, config.get("num_classes", 0))
-        sampler = StepBatchSampler(
-            len(samples),
-            train.global_batch_size,
-            train.total_steps,
-            seed=cfg.seed,
-            start_step=start_step,
-            rank=info.rank,
-            world_size=info.world_size,
+        samples = TrainingSamples(
+            dataset, task.label_mode(plain), model_config.get("num_classes", 0)
         )
-        loader = DataLoader(
-            samples,
-            batch_sampler=sampler,
-            num_workers=data.num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=data.num_workers > 0,
-        )
-        mixed_inputs = task == "reconstruction" and 0 < train.intrinsics_probability < 1
-        wrapped = model
-        if info.enabled:
-            wrapped = nn.parallel.DistributedDataParallel(
+        loader = build_loader(samples, data, train, cfg.seed, start_step, info, device)
+        mixed_inputs = task.name == "reconstruction" and 0 < train.intrinsics_probability < 1
+        # the ray embedding sits out the steps without intrinsics
+        wrapped = wrap_ddp(model, device, info, find_unused_parameters=mixed_inputs)
+        save = config_checkpoints(
+            ckpt_dir,
+            train,
+            model=model,
+            optimizer=optimizer,
+            info=info,
+            write=checkpoint_writer(
                 model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=mixed_inputs,  # the ray embedding sits out some steps
-            )
-        loss_config = ReconstructionLossConfig(**OmegaConf.to_container(cfg.loss, resolve=True))
-        objective = Objective(task, cfg.depth.mode, loss_config)
-        schedule = cosine_schedule(
-            cfg.optim.lr,
-            train.total_steps,
-            min(cfg.optim.warmup_steps, train.total_steps),
-            final=cfg.optim.min_lr,
+                task.name,
+                cfg.encoder.source,
+                cfg.encoder.seed,
+                {
+                    "steps": train.total_steps,
+                    "data": str(root),
+                    "segmentation_labels": cfg.segmentation.labels,
+                    "depth_mode": cfg.depth.mode,
+                },
+            ),
+            save_rng=True,
         )
-        checkpoint_info = {
-            "steps": train.total_steps,
-            "data": str(root),
-            "segmentation_labels": cfg.segmentation.labels,
-            "depth_mode": cfg.depth.mode,
-        }
-
-        def on_step(step: int, scalars: dict[str, float]) -> None:
-            done = step + 1
-            if done % train.checkpoint_every and done != train.total_steps:
-                return
-            if info.is_main:
-                save_training_checkpoint(
-                    ckpt_dir,
-                    done,
-                    model,
-                    optimizer,
-                    task,
-                    cfg.encoder.source,
-                    cfg.encoder.seed,
-                    {**checkpoint_info, "step": done},
-                    train.keep_last,
-                )
-            barrier(info)
-
         logger = RunLogger(out, start_step=start_step, enabled=info.is_main)
         if info.is_main:
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             print(
-                f"training {task} ({cfg.recon.name}, {trainable / 1e6:.2f} M trainable) on "
+                f"training {task.name} ({cfg.recon.name}, {trainable / 1e6:.2f} M trainable) on "
                 f"{len(dataset.scenes)} scenes of {root}, encoder {cfg.encoder.source} "
                 f"({'fine-tuned' if cfg.encoder.trainable else 'frozen'}): steps "
                 f"{start_step}..{train.total_steps}, batch {train.global_batch_size} x "
@@ -210,29 +165,31 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
                 f"{device}, {str(dtype).removeprefix('torch.')}"
             )
         try:
-            train_steps(
+            train_task_steps(
                 wrapped,
-                objective,
-                iter(loader),
-                optimizer,
-                schedule,
-                start_step,
-                train.total_steps,
-                device,
+                task=task,
+                loss=task.loss(model_config, plain["loss"]),
+                batches=iter(loader),
+                optimizer=optimizer,
+                lr_schedule=lr_schedule(cfg.optim, train),
+                start_step=start_step,
+                end_step=train.total_steps,
+                device=device,
                 seed=cfg.seed,
                 min_views=min(data.min_views, data.num_views),
                 max_views=data.num_views,
                 intrinsics_probability=train.intrinsics_probability,
                 grad_clip=train.grad_clip,
+                accumulation_steps=train.accumulation_steps,
                 dtype=dtype,
                 dist_info=info,
                 log_fn=logger.log,
-                on_step=on_step,
+                on_step=save,
             )
         finally:
             logger.close()
         if info.is_main:
-            summarize(out, ckpt_dir, title=f"pixio-recon-train {task} ({cfg.recon.name})")
+            summarize(out, ckpt_dir, title=f"pixio-recon-train {task.name} ({cfg.recon.name})")
     elif info.is_main:
         print(f"nothing to train: the run in {out} already reached {start_step} steps")
 
@@ -241,26 +198,25 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     return out
 
 
-def evaluate_run(cfg: DictConfig, ckpt_dir: Path, out_dir: Path, device: torch.device) -> Path:
+def evaluate_run(cfg: DictConfig, ckpt_dir: Path, out_dir: Path, device: Any) -> Path:
     """Evaluate the run's last checkpoint on ``eval.scenes`` (rendered first if asked)."""
     from pixio_3d.checkpoint import load_model
     from pixio_3d.evaluation.evaluate import evaluate_model, markdown_table, write_eval
+    from pixio_3d.tasks import EvalOptions
+    from pixio_core.distributed import DistInfo
 
     scenes = ensure_scenes(
         cfg.eval.scenes, cfg.eval.generate, cfg.eval.num_scenes, cfg.data, cfg.eval.seed, DistInfo()
     )
     model, config = load_model(ckpt_dir, device)
-    rows = evaluate_model(
-        model,
-        config,
-        scenes,
-        tuple(cfg.eval.views),
-        device=device,
+    options = EvalOptions(
         samples_per_scene=cfg.eval.samples_per_scene,
         seed=cfg.eval.seed,
         give_intrinsics=cfg.eval.give_intrinsics,
         view_selection=cfg.eval.view_selection,
+        device=device,
     )
+    rows = evaluate_model(model, config, scenes, tuple(cfg.eval.views), options)
     meta = {"checkpoint": str(ckpt_dir), "task": config["task"], "scenes": str(scenes)}
     _, md_path = write_eval(rows, out_dir, meta)
     print(markdown_table(rows))
@@ -268,16 +224,11 @@ def evaluate_run(cfg: DictConfig, ckpt_dir: Path, out_dir: Path, device: torch.d
     return md_path
 
 
-def load_config(overrides: list[str]) -> DictConfig:
-    """``configs/recon_train.yaml`` composed with hydra overrides (``key=value``)."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("recon_train", overrides=overrides)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: hydra overrides from ``argv`` (default: the command line)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
-    run(load_config(list(sys.argv[1:] if argv is None else argv)))
+    """``python -m pixio_3d.cli.train`` (torchrun): the ``pixio-recon-train`` console script."""
+    from pixio_3d.cli import train_main
+
+    train_main(argv)
 
 
 if __name__ == "__main__":

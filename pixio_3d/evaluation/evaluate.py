@@ -51,9 +51,10 @@ from pixio_3d.evaluation.metrics import (
 )
 from pixio_3d.geometry import points_from_z_depth, ray_directions, transform_points
 from pixio_3d.pipeline import predict
-from pixio_3d.training.train import normalize_images
+from pixio_3d.tasks import DEFAULT_VIEW_COUNTS, EvalOptions, get_task
+from pixio_core.imaging import normalize_images
 
-DEFAULT_VIEW_COUNTS = (2, 4, 8, 16)
+DEFAULT_OPTIONS = EvalOptions()
 RECONSTRUCTION_KEYS = (
     "pointmaps_abs_rel",
     "pointmaps_inlier_thres_103",
@@ -182,21 +183,16 @@ def evaluate_reconstruction(
     scenes: str | os.PathLike,
     view_counts: tuple[int, ...] = DEFAULT_VIEW_COUNTS,
     *,
-    samples_per_scene: int = 1,
-    seed: int = 0,
-    give_intrinsics: bool = False,
-    view_selection: str = "overlap",
-    pose_solver: str = "head",
-    device: torch.device | str = "cpu",
-    progress: bool = True,
+    options: EvalOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
     """One row per view count: ``{"task", "views", "num_samples", "inputs", "view_selection",
     "pose_solver", <metrics>}``.
 
-    Samples are :class:`MultiViewDataset` draws (``view_selection``: ``overlap`` = views anywhere
-    that see each other, wide baselines; ``sequential`` = a walk in the scenes' view order;
-    ``seed``) of every scene; the model sees images only unless ``give_intrinsics``.
-    ``pose_solver``: see :func:`pixio_3d.pipeline.predict`.
+    Samples are :class:`MultiViewDataset` draws (``options.view_selection``: ``overlap`` =
+    views anywhere that see each other, wide baselines; ``sequential`` = a walk in the scenes'
+    view order; ``options.seed``) of every scene; the model sees images only unless
+    ``options.give_intrinsics``; cameras from ``options.pose_solver`` (see
+    :func:`pixio_3d.pipeline.predict`).
     """
     model.eval()
     rows = []
@@ -204,26 +200,36 @@ def evaluate_reconstruction(
         dataset = MultiViewDataset(
             scenes,
             views,
-            view_selection=view_selection,
-            samples_per_scene=samples_per_scene,
-            seed=seed,
+            view_selection=options.view_selection,
+            samples_per_scene=options.samples_per_scene,
+            seed=options.seed,
         )
         values = []
-        for index in tqdm(range(len(dataset)), desc=f"eval {views} views", disable=not progress):
+        for index in tqdm(
+            range(len(dataset)), desc=f"eval {views} views", disable=not options.progress
+        ):
             sample = dataset[index]
-            images = normalize_images(sample["images"]).unsqueeze(0).to(device)
-            intrinsics = sample["intrinsics"].unsqueeze(0).to(device) if give_intrinsics else None
-            prediction = predict(model, images, intrinsics, pose_solver=pose_solver)
+            images = normalize_images(sample["images"]).unsqueeze(0).to(options.device)
+            intrinsics = None
+            if options.give_intrinsics:
+                intrinsics = sample["intrinsics"].unsqueeze(0).to(options.device)
+            prediction = predict(
+                model,
+                images,
+                intrinsics,
+                pose_solver=options.pose_solver,
+                feature_settings=options.feature_settings,
+            )
             prediction = {k: v[0].cpu() for k, v in prediction.items()}
-            values.append(reconstruction_metrics(prediction, sample, seed=seed + index))
+            values.append(reconstruction_metrics(prediction, sample, seed=options.seed + index))
         rows.append(
             {
                 "task": "reconstruction",
                 "views": views,
                 "num_samples": len(values),
-                "inputs": "images + intrinsics" if give_intrinsics else "images",
-                "view_selection": view_selection,
-                "pose_solver": pose_solver,
+                "inputs": "images + intrinsics" if options.give_intrinsics else "images",
+                "view_selection": options.view_selection,
+                "pose_solver": options.pose_solver,
                 **_mean_rows(values),
             }
         )
@@ -350,33 +356,11 @@ def evaluate_model(
     config: dict[str, Any],
     scenes: str | os.PathLike,
     view_counts: tuple[int, ...] = DEFAULT_VIEW_COUNTS,
-    **options: Any,
+    options: EvalOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
-    """Dispatch on ``config["task"]`` (a :func:`pixio_3d.checkpoint.load_model` config).
-
-    ``options``: ``device``, and ``samples_per_scene``/``seed``/``give_intrinsics``/
-    ``view_selection``/``pose_solver``/``progress`` (reconstruction) or ``max_views_per_scene`` (depth, segmentation).
-    """
-    task = config["task"]
-    device = options.get("device", "cpu")
-    if task == "reconstruction":
-        keys = (
-            "samples_per_scene",
-            "seed",
-            "give_intrinsics",
-            "view_selection",
-            "pose_solver",
-            "progress",
-        )
-        kwargs = {k: options[k] for k in keys if k in options}
-        return evaluate_reconstruction(model, scenes, view_counts, device=device, **kwargs)
-    dense = {"max_views_per_scene": options.get("max_views_per_scene"), "device": device}
-    if task == "depth":
-        return evaluate_depth(model, scenes, **dense)
-    if task == "segmentation":
-        labels = config.get("train", {}).get("segmentation_labels", "shape")
-        return evaluate_segmentation(model, scenes, labels, **dense)
-    raise ValueError(f"unknown task {task!r} in the checkpoint config")
+    """Score a :func:`pixio_3d.checkpoint.load_model` model (``config``: its ``config.json``) on
+    ``scenes`` as its task (:data:`pixio_3d.tasks.TASKS`) says."""
+    return get_task(config["task"]).evaluate(model, config, scenes, tuple(view_counts), options)
 
 
 # ------------------------------------------------------------------------------ output

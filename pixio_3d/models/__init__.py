@@ -5,25 +5,28 @@ solver, no file writer, no OpenCV or pycolmap).
   :mod:`~pixio_3d.models.trunk` (alternating frame / global attention) and the
   :mod:`~pixio_3d.models.heads` (pose head, soft matches) plus a DPT head;
 * :mod:`~pixio_3d.models.mono`: monocular dense heads (depth, segmentation).
+
+Names are imported on first use (importing the package is cheap).
 """
 
-from pixio_3d.models.heads import PoseHead
-from pixio_3d.models.mono import (
-    DenseHeadConfig,
-    DensePredictor,
-    LinearDenseHead,
-    MonoDepthConfig,
-    MonoDepthModel,
-    SegmentationConfig,
-    SegmentationModel,
-    dense_features,
-)
-from pixio_3d.models.reconstruction import (
-    ReconstructionConfig,
-    ReconstructionModel,
-    compose_geometry,
-)
+from typing import TYPE_CHECKING
 
+from pixio_core.lazy import lazy_exports
+
+_EXPORTS = {
+    "PoseHead": "pixio_3d.models.heads",
+    "DenseHeadConfig": "pixio_3d.models.mono",
+    "DensePredictor": "pixio_3d.models.mono",
+    "LinearDenseHead": "pixio_3d.models.mono",
+    "MonoDepthConfig": "pixio_3d.models.mono",
+    "MonoDepthModel": "pixio_3d.models.mono",
+    "SegmentationConfig": "pixio_3d.models.mono",
+    "SegmentationModel": "pixio_3d.models.mono",
+    "dense_features": "pixio_3d.models.mono",
+    "ReconstructionConfig": "pixio_3d.models.reconstruction",
+    "ReconstructionModel": "pixio_3d.models.reconstruction",
+    "compose_geometry": "pixio_3d.models.reconstruction",
+}
 __all__ = [
     "DenseHeadConfig",
     "DensePredictor",
@@ -38,3 +41,22 @@ __all__ = [
     "compose_geometry",
     "dense_features",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from pixio_3d.models.heads import PoseHead
+    from pixio_3d.models.mono import (
+        DenseHeadConfig,
+        DensePredictor,
+        LinearDenseHead,
+        MonoDepthConfig,
+        MonoDepthModel,
+        SegmentationConfig,
+        SegmentationModel,
+        dense_features,
+    )
+    from pixio_3d.models.reconstruction import (
+        ReconstructionConfig,
+        ReconstructionModel,
+        compose_geometry,
+    )

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixio_core.models.dpt import DPTHead, tokens_to_feature_map
+from pixio_core.models.encoder import FrozenEncoderEval
 
 HEADS = ("dpt", "linear")
 DEPTH_MODES = ("relative", "metric")
@@ -117,7 +118,7 @@ class LinearDenseHead(nn.Module):
         return F.interpolate(out, size=tuple(output_size), mode="bilinear", align_corners=False)
 
 
-class DensePredictor(nn.Module):
+class DensePredictor(FrozenEncoderEval, nn.Module):
     """A (frozen) encoder + a linear or DPT head: ``(B, 3, H, W)`` -> raw ``(B, K, H, W)``."""
 
     def __init__(self, encoder: nn.Module, output_dim: int, config: DenseHeadConfig) -> None:

@@ -59,6 +59,7 @@ from pixio_3d.geometry import (
 from pixio_3d.models.heads import PoseHead, soft_matches
 from pixio_3d.models.trunk import alternating_attention, attention_blocks
 from pixio_core.models.dpt import DPTHead, tokens_to_feature_map
+from pixio_core.models.encoder import FrozenEncoderEval
 
 MAX_LOG = 20.0  # clamp for exp activations: keeps exp finite in float32
 # Adam moves a scalar by about lr per step: at lr 5e-4 the matching temperature (a log-scale
@@ -142,7 +143,7 @@ class ReconstructionConfig:
         return asdict(self)
 
 
-class ReconstructionModel(nn.Module):
+class ReconstructionModel(FrozenEncoderEval, nn.Module):
     """Encoder + alternating-attention transformer + DPT/pose/scale heads (see the module doc)."""
 
     def __init__(self, encoder: nn.Module, config: ReconstructionConfig) -> None:

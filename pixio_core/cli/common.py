@@ -1,4 +1,5 @@
-"""Wiring shared by the training entry points (pre-training, distillation): data, resume, checkpoints."""
+"""Wiring shared by the training entry points (hydra configs -> plain objects): the process
+group, the output folder, datasets and step loaders, the lr schedule, DDP, the run summary."""
 
 from __future__ import annotations
 
@@ -10,29 +11,18 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from pixio_core.checkpoint import (
-    LAST_POINTER,
-    is_sharded_checkpoint,
-    load_checkpoint,
-    load_sharded_checkpoint,
-    prune_checkpoints,
-    resolve_checkpoint_dir,
-    save_checkpoint,
-    save_sharded_checkpoint,
-    write_last_pointer,
-)
+from pixio_core.checkpoint import LAST_POINTER
+from pixio_core.cli.console import CONFIG_DIR  # noqa: F401  (re-exported for scripts)
 from pixio_core.data import ImageFolderDataset, make_shapes_dataset, pretrain_transform
 from pixio_core.data.curation import keep_probabilities
 from pixio_core.data.sampler import StepBatchSampler, mix_seed
 from pixio_core.data.shards import ShardDataset
 from pixio_core.distributed import DistInfo, barrier, cleanup, init_distributed
-from pixio_core.engine import cosine_schedule, lr_from_base
+from pixio_core.engine import checkpoint_hook, cosine_schedule, lr_from_base
 from pixio_core.runlog import read_log
 from pixio_core.visualize import save_loss_curve
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def run_distributed(cfg: DictConfig, body: Callable[[DictConfig, DistInfo], Path]) -> Path:
@@ -46,19 +36,21 @@ def run_distributed(cfg: DictConfig, body: Callable[[DictConfig, DistInfo], Path
         cleanup(info)
 
 
-def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
-    """DistributedDataParallel under several processes; the model itself otherwise."""
+def wrap_ddp(
+    model: nn.Module,
+    device: torch.device,
+    info: DistInfo,
+    find_unused_parameters: bool = False,
+) -> nn.Module:
+    """DistributedDataParallel under several processes; the model itself otherwise.
+    ``find_unused_parameters``: some steps leave parameters without gradients."""
     if not info.enabled:
         return model
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
     )
-
-
-def resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def prepare_output(cfg: DictConfig, info: DistInfo) -> Path:
@@ -104,7 +96,7 @@ def build_dataset(
 
 
 def build_loader(
-    dataset: ImageFolderDataset | ShardDataset,
+    dataset: Dataset,
     data_cfg: DictConfig,
     train_cfg: DictConfig,
     seed: int,
@@ -112,7 +104,8 @@ def build_loader(
     info: DistInfo,
     device: torch.device,
 ) -> DataLoader:
-    """Micro-batches of this rank, from ``start_step`` on, with the curation weights if configured."""
+    """Micro-batches of this rank, from ``start_step`` on (a :class:`StepBatchSampler` of
+    ``(index, epoch)`` keys for map-style datasets), with the curation weights if configured."""
     if train_cfg.global_batch_size % (info.world_size * train_cfg.accumulation_steps):
         raise ValueError(
             f"train.global_batch_size={train_cfg.global_batch_size} is not divisible by "
@@ -176,69 +169,28 @@ def uses_fsdp(train_cfg: DictConfig, info: DistInfo) -> bool:
     return info.enabled and train_cfg.strategy == "fsdp"
 
 
-def resume(
-    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo
-) -> int:
-    """Load the newest checkpoint of ``ckpt_dir`` (if any) into model and optimizer; return its step.
-
-    Sharded (FSDP) checkpoints load on any number of processes, sharded or not; a full checkpoint
-    loads into a plain or DDP model.
-    """
-    if not (ckpt_dir / LAST_POINTER).is_file():
-        return 0
-    target = resolve_checkpoint_dir(ckpt_dir)
-    if is_sharded_checkpoint(target):
-        train_state = load_sharded_checkpoint(target, model, optimizer)
-    else:
-        if any(type(p).__name__ == "DTensor" for p in model.parameters()):
-            raise ValueError(
-                f"{target} is a full (non-sharded) checkpoint; resume it with train.strategy=ddp "
-                f"(FSDP runs resume from their own sharded checkpoints)"
-            )
-        state, _, train_state = load_checkpoint(target, with_train_state=True)
-        model.load_state_dict(state)
-        optimizer.load_state_dict(train_state["optimizer"])
-    step = int(train_state["step"])
-    if info.is_main:
-        print(f"resuming from {target} at step {step}")
-    return step
-
-
-def checkpoint_hook(
+def config_checkpoints(
     ckpt_dir: Path,
+    train_cfg: DictConfig,
+    *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    config: dict[str, Any],
-    train_cfg: DictConfig,
     info: DistInfo,
-    sharded: bool = False,
+    **options: Any,
 ) -> Callable[[int, dict[str, float]], None]:
-    """Every ``checkpoint_every`` steps and at the end: an atomic checkpoint, ``last``, keep-last-K.
-
-    ``sharded`` (FSDP): every rank writes its shards with torch.distributed.checkpoint.
-    """
-
-    def save(step: int, scalars: dict[str, float]) -> None:
-        done = step + 1
-        if done % train_cfg.checkpoint_every and done != train_cfg.total_steps:
-            return
-        path = ckpt_dir / f"step_{done:08d}"
-        if sharded:
-            train_state = {"step": done, "loss": scalars["loss"]}
-            save_sharded_checkpoint(path, model, optimizer, config, train_state, info.is_main)
-        elif info.is_main:
-            train_state = {
-                "step": done,
-                "optimizer": optimizer.state_dict(),
-                "loss": scalars["loss"],
-            }
-            save_checkpoint(path, model.state_dict(), config, train_state)
-        if info.is_main:
-            write_last_pointer(ckpt_dir, path)
-            prune_checkpoints(ckpt_dir, train_cfg.keep_last)
-        barrier(info)
-
-    return save
+    """:func:`pixio_core.engine.checkpoint_hook` with the ``train`` group's ``checkpoint_every``,
+    ``total_steps`` and ``keep_last``; ``options`` are the hook's other keyword arguments
+    (``config``, ``write``, ``sharded``, ``save_rng``)."""
+    return checkpoint_hook(
+        ckpt_dir,
+        model=model,
+        optimizer=optimizer,
+        every=train_cfg.checkpoint_every,
+        total_steps=train_cfg.total_steps,
+        keep_last=train_cfg.keep_last,
+        dist_info=info,
+        **options,
+    )
 
 
 def summarize(out: Path, ckpt_dir: Path, title: str) -> dict[str, Any]:

@@ -16,24 +16,19 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
-import hydra
-import matplotlib
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from pixio_core.cli.common import CONFIG_DIR  # noqa: E402
-from pixio_core.data import eval_transform, find_images, read_rgb  # noqa: E402
-from pixio_core.data.curation import color_histogram_entropy  # noqa: E402
-from pixio_core.data.sampler import StepBatchSampler  # noqa: E402
-from pixio_core.data.shards import IMAGE_KEYS, curation_path, expand_urls  # noqa: E402
-from pixio_core.loading import load_mae  # noqa: E402
-from pixio_core.models.mae import PixioMAE  # noqa: E402
-from pixio_core.precision import autocast, resolve_precision  # noqa: E402
+from pixio_core.data import eval_transform, find_images, read_rgb
+from pixio_core.data.curation import color_histogram_entropy
+from pixio_core.data.sampler import StepBatchSampler
+from pixio_core.data.shards import IMAGE_KEYS, curation_path, expand_urls
+from pixio_core.devices import resolve_device
+from pixio_core.loading import load_mae
+from pixio_core.models.mae import PixioMAE
+from pixio_core.precision import autocast, resolve_precision
 
 
 @torch.no_grad()
@@ -113,7 +108,10 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def save_histogram(path: Path, losses: torch.Tensor, kept: torch.Tensor, loss_scale: float) -> Path:
-    fig, axis = plt.subplots(figsize=(6, 3.5))
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    axis = fig.subplots()
     bins = torch.linspace(float(losses.min()), float(losses.max()), 30).numpy()
     axis.hist(losses[kept].numpy(), bins=bins, alpha=0.6, label=f"kept ({int(kept.sum())})")
     axis.hist(losses[~kept].numpy(), bins=bins, alpha=0.6, label=f"dropped ({int((~kept).sum())})")
@@ -123,13 +121,12 @@ def save_histogram(path: Path, losses: torch.Tensor, kept: torch.Tensor, loss_sc
     axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def run(cfg: DictConfig) -> Path:
     """Score the data; returns the curation file (folders) or the first shard's file (shards)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     dtype = resolve_precision(cfg.precision, device)
     model = load_mae(cfg.checkpoint, device=device)
     image_size = cfg.image_size or model.encoder.config.image_size
@@ -184,9 +181,11 @@ def run(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="curate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pixio_core.cli.curate`` (torchrun): the ``pixio-curate`` console script."""
+    from pixio_core.cli import curate_main
+
+    curate_main(argv)
 
 
 if __name__ == "__main__":

@@ -8,27 +8,34 @@ overrides of the pre-training config, e.g. ``pixio-demo train.total_steps=20``.
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
-
-from pixio_core.cli.common import CONFIG_DIR
-from pixio_core.cli.pretrain import run
-from pixio_core.loading import load_encoder
+from omegaconf import DictConfig
 
 
-def main(argv: list[str] | None = None) -> None:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("pretrain", overrides=["output_dir=outputs/demo", *overrides])
-    out = run(cfg)
+def run(cfg: DictConfig) -> Path:
+    """Pre-train as ``cfg`` says (``pixio-pretrain``'s config, ``output_dir=outputs/demo``),
+    then reload the encoder and print where to look."""
+    import torch
+
+    from pixio_core.cli.pretrain import run as pretrain
+    from pixio_core.loading import load_encoder
+
+    out = pretrain(cfg)
     encoder = load_encoder(out / "checkpoints")
     side = cfg.model.image_size
     with torch.no_grad():
         pooled = encoder.forward_features(torch.zeros(1, 3, side, side))["pooled"]
     print(f"reloaded the encoder from {out / 'checkpoints'}: pooled feature {tuple(pooled.shape)}")
     print(f"look at {out / 'loss_curve.png'} and {out / 'reconstructions'}/")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``pixio-demo`` console script (extra arguments: hydra overrides)."""
+    from pixio_core.cli import demo_main
+
+    demo_main(argv)
 
 
 if __name__ == "__main__":

@@ -12,28 +12,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from pixio_core.cli.common import (
-    CONFIG_DIR,
     build_dataset,
     build_loader,
-    checkpoint_hook,
+    config_checkpoints,
     lr_schedule,
     prepare_output,
-    resolve_device,
-    resume,
     run_distributed,
     summarize,
     wrap_ddp,
 )
 from pixio_core.cli.pretrain import describe
 from pixio_core.data.sampler import mix_seed
+from pixio_core.devices import resolve_device
 from pixio_core.distill import DistillStudent, teacher_tokens
 from pixio_core.distributed import DistInfo
-from pixio_core.engine import param_groups, step_mask, train_steps
+from pixio_core.engine import param_groups, resume, step_mask, train_steps
 from pixio_core.loading import load_encoder, save_encoder
 from pixio_core.masking import sample_block_mask
 from pixio_core.models import create_encoder
@@ -72,7 +69,9 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.optim.weight_decay), lr=0.0, betas=tuple(cfg.optim.betas)
     )
-    start_step = resume(ckpt_dir, model, optimizer, info) if train.resume else 0
+    start_step = 0
+    if train.resume:
+        start_step = resume(ckpt_dir, model=model, optimizer=optimizer, dist_info=info)
     if start_step < train.total_steps:
         dataset = build_dataset(cfg.data, spec.image_size, cfg.seed, info, start_step)
         loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
@@ -83,7 +82,8 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
                 batch, grid_h, grid_w, spec.mask_grid, spec.mask_ratio, generator
             )
 
-        def loss_fn(images: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+        def loss_fn(batch: dict[str, torch.Tensor], step: int, micro: int) -> torch.Tensor:
+            images = batch["image"]
             targets = teacher_tokens(teacher, images)
             grid = student.check_input(images)
             mask = None
@@ -102,19 +102,27 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
         try:
             train_steps(
                 wrapped,
-                loss_fn,
-                iter(loader),
-                optimizer,
-                lr_schedule(cfg.optim, train),
-                start_step,
-                train.total_steps,
-                device,
-                dtype,
-                train.accumulation_steps,
-                info,
-                logger.log,
-                checkpoint_hook(ckpt_dir, model, optimizer, config, train, info),
+                loss_fn=loss_fn,
+                batches=iter(loader),
+                optimizer=optimizer,
+                lr_schedule=lr_schedule(cfg.optim, train),
+                start_step=start_step,
+                end_step=train.total_steps,
+                device=device,
+                dtype=dtype,
+                accumulation_steps=train.accumulation_steps,
+                dist_info=info,
+                log_fn=logger.log,
+                on_step=config_checkpoints(
+                    ckpt_dir,
+                    train,
+                    model=model,
+                    optimizer=optimizer,
+                    info=info,
+                    config=config,
+                ),
                 desc="distill",
+                throughput_key="images_per_s",
             )
         finally:
             logger.close()
@@ -125,9 +133,11 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     return out
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="distill", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pixio_core.cli.distill`` (torchrun): the ``pixio-distill`` console script."""
+    from pixio_core.cli import distill_main
+
+    distill_main(argv)
 
 
 if __name__ == "__main__":

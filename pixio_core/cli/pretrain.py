@@ -15,21 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from pixio_core.cli.common import (
-    CONFIG_DIR,
     build_dataset,
     build_loader,
-    checkpoint_hook,
+    config_checkpoints,
     lr_schedule,
     prepare_output,
-    resolve_device,
-    resume,
     run_distributed,
     summarize,
     uses_fsdp,
@@ -37,8 +33,9 @@ from pixio_core.cli.common import (
 )
 from pixio_core.data import ImageFolderDataset, eval_transform
 from pixio_core.data.shards import ShardDataset
+from pixio_core.devices import resolve_device
 from pixio_core.distributed import DistInfo, apply_fsdp
-from pixio_core.engine import param_groups, pretrain_steps
+from pixio_core.engine import param_groups, pretrain_steps, resume
 from pixio_core.models import DecoderConfig, MaskingConfig, PixioMAE, create_mae
 from pixio_core.precision import resolve_precision
 from pixio_core.runlog import RunLogger
@@ -128,7 +125,9 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.optim.weight_decay), lr=0.0, betas=tuple(cfg.optim.betas)
     )
-    start_step = resume(ckpt_dir, model, optimizer, info) if train.resume else 0
+    start_step = 0
+    if train.resume:
+        start_step = resume(ckpt_dir, model=model, optimizer=optimizer, dist_info=info)
     if start_step >= train.total_steps:
         if info.is_main:
             print(f"nothing to do: the run in {out} already reached {start_step} steps")
@@ -146,7 +145,15 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     if info.is_main or sharded:
         images = preview_images(dataset, cfg.model.image_size)
         preview = ReconstructionPreview(images, out / "reconstructions")
-    save = checkpoint_hook(ckpt_dir, model, optimizer, model_config, train, info, sharded)
+    save = config_checkpoints(
+        ckpt_dir,
+        train,
+        model=model,
+        optimizer=optimizer,
+        info=info,
+        config=model_config,
+        sharded=sharded,
+    )
 
     def on_step(step: int, scalars: dict[str, float]) -> None:
         save(step, scalars)
@@ -165,13 +172,13 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     try:
         pretrain_steps(
             wrapped,
-            iter(loader),
-            optimizer,
-            schedule,
-            start_step,
-            train.total_steps,
-            device,
-            dtype,
+            batches=iter(loader),
+            optimizer=optimizer,
+            lr_schedule=schedule,
+            start_step=start_step,
+            end_step=train.total_steps,
+            device=device,
+            dtype=dtype,
             seed=cfg.seed,
             accumulation_steps=train.accumulation_steps,
             dist_info=info,
@@ -186,9 +193,11 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     return out
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="pretrain", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pixio_core.cli.pretrain`` (torchrun): the ``pixio-pretrain`` console script."""
+    from pixio_core.cli import pretrain_main
+
+    pretrain_main(argv)
 
 
 if __name__ == "__main__":

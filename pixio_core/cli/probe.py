@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pixio_core.cli.common import CONFIG_DIR
 from pixio_core.data import make_shapes_dataset
+from pixio_core.devices import resolve_device
 from pixio_core.loading import load_encoder
 from pixio_core.precision import resolve_precision
 from pixio_core.probes import (
@@ -43,6 +41,10 @@ def encoder_identity(source: str) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
+    # the encoder first: a wrong source fails before anything is written
+    device = resolve_device("auto")
+    dtype = resolve_precision(cfg.precision, device)
+    encoder = load_encoder(cfg.encoder, device=device).requires_grad_(False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -68,9 +70,6 @@ def run(cfg: DictConfig) -> dict:
         train_set = ClassFolderDataset(data.root, cfg.image_size, files=train_files)
         val_set = ClassFolderDataset(data.root, cfg.image_size, files=val_files)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = resolve_precision(cfg.precision, device)
-    encoder = load_encoder(cfg.encoder, device=device).requires_grad_(False)
     identity = encoder_identity(str(cfg.encoder))
     kwargs = {
         "feature": cfg.feature,
@@ -109,9 +108,11 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="probe", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pixio_core.cli.probe`` (torchrun): the ``pixio-probe`` console script."""
+    from pixio_core.cli import probe_main
+
+    probe_main(argv)
 
 
 if __name__ == "__main__":

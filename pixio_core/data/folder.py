@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from pixio_core.data.sampler import mix_seed
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 

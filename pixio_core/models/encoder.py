@@ -17,8 +17,6 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
-
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -83,6 +81,19 @@ def evenly_spaced_blocks(depth: int, count: int) -> list[int]:
     if not 1 <= count <= depth:
         raise ValueError(f"cannot pick {count} evenly spaced blocks out of depth {depth}")
     return [round(depth * (k + 1) / count) - 1 for k in range(count)]
+
+
+class FrozenEncoderEval:
+    """Mixin for a module that holds a Pixio encoder as ``self.encoder``: ``train()`` keeps the
+    encoder in eval mode (no dropout or drop path) while it is frozen, as at inference. The
+    consumer freezes the encoder; the encoder never freezes itself."""
+
+    def train(self, mode: bool = True):
+        super().train(mode)  # type: ignore[misc]
+        encoder = self.encoder  # type: ignore[attr-defined]
+        if not any(p.requires_grad for p in encoder.parameters()):
+            encoder.eval()
+        return self
 
 
 class PixioEncoder(nn.Module):

@@ -153,12 +153,12 @@ def test_pretrain_steps_learns_and_logs(tmp_path):
 
     losses = pretrain_steps(
         model,
-        same_batch(),
-        optimizer,
-        schedule,
-        0,
-        100,
-        torch.device("cpu"),
+        batches=same_batch(),
+        optimizer=optimizer,
+        lr_schedule=schedule,
+        start_step=0,
+        end_step=100,
+        device=torch.device("cpu"),
         seed=0,
         log_fn=lambda step, scalars: logged.append((step, scalars)),
         progress=False,
@@ -175,12 +175,12 @@ def test_gradient_accumulation_averages_the_micro_batch_gradients():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     pretrain_steps(
         model,
-        iter([images[:2], images[2:]]),
-        optimizer,
-        [0.1],
-        0,
-        1,
-        torch.device("cpu"),
+        batches=iter([images[:2], images[2:]]),
+        optimizer=optimizer,
+        lr_schedule=[0.1],
+        start_step=0,
+        end_step=1,
+        device=torch.device("cpu"),
         seed=3,
         accumulation_steps=2,
         progress=False,
@@ -204,7 +204,14 @@ def test_non_finite_loss_stops_with_clear_error():
 
     with pytest.raises(NonFiniteLossError, match="at step 0"):
         pretrain_steps(
-            model, nan_batches(), optimizer, [0.1], 0, 1, torch.device("cpu"), progress=False
+            model,
+            batches=nan_batches(),
+            optimizer=optimizer,
+            lr_schedule=[0.1],
+            start_step=0,
+            end_step=1,
+            device=torch.device("cpu"),
+            progress=False,
         )
 
 

@@ -31,3 +31,13 @@ def test_recon_demo_trains_evaluates_and_reconstructs(tmp_path, monkeypatch, cap
         assert (OUT / "reconstruction" / name).is_file()
     main(overrides)  # a second run resumes the finished training and redoes the rest
     assert "nothing to train" in capsys.readouterr().out
+
+    # a run of another model config is left as it is: the demo trains beside it
+    def files(folder):
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    before = files(OUT / "run")
+    main([*overrides, "recon.model.pose_matching=false"])
+    assert "left as it is" in capsys.readouterr().out
+    assert files(OUT / "run") == before  # not one byte of the earlier run changed
+    assert (OUT / "run_2" / "checkpoints" / "last").is_file()

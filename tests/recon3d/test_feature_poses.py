@@ -31,7 +31,7 @@ from pixio_3d.sfm import (
 )
 from pixio_3d.sfm.bundle_adjust import feature_tracks, triangulate_tracks
 from pixio_3d.sfm.refine import with_refined_intrinsics
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
+from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD
 from pixio_core.models.registry import create_encoder
 
 WIDTH, HEIGHT, FOCAL = 320, 240, 250.0

@@ -104,3 +104,15 @@ def test_train_then_evaluate_in_mujoco(setup):
         image_size=32, num_envs=1, progress=False,
     )  # fmt: skip
     assert single.episodes == result.episodes
+
+
+def test_a_non_finite_demo_stops_training_before_the_weights_change(setup):
+    from pixio_core.engine import NonFiniteLossError
+
+    path, _, features = setup
+    dataset = DemoFeatureDataset(str(path), features, split="train")
+    dataset.actions[0][0, 0] = float("nan")  # one bad action in one demo
+    policy = make_policy("mlp", feature_dim=192, proprio_dim=4, action_dim=2)
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train_bc(policy, dataset, steps=50, batch_size=len(dataset), progress=False)
+    assert all(torch.isfinite(p).all() for p in policy.parameters())

@@ -156,7 +156,7 @@ def test_collect_cli(tmp_path, capsys):
     main(["collect", "num_demos=2", f"output={output}", "env.kwargs.image_size=16"])
     assert inspect_demos(output, env_name=ENV).num_demos == 2
     assert "kept 2 successful" in capsys.readouterr().out
-    with pytest.raises(FileExistsError):
+    with pytest.raises(SystemExit, match="exists"):
         main(["collect", "num_demos=2", f"output={output}", "env.kwargs.image_size=16"])
     with pytest.raises(SystemExit, match="usage: pixio-robot"):
         main(["fly"])

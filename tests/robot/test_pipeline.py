@@ -65,7 +65,7 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     assert config["env"] == {"id": ENV, "kwargs": {"image_size": 32}}
     assert policy.config.chunk_size == 4 and config["train"]["num_demos"] == 3
     assert (policy_dir / "log.jsonl").is_file() and (policy_dir / "run_config.yaml").is_file()
-    with pytest.raises(FileExistsError, match="already holds a policy"):
+    with pytest.raises(SystemExit, match="already holds a policy"):
         main(train_args(demos, policy_dir, *TINY_ACT))
 
     out = tmp_path / "eval"
@@ -82,7 +82,7 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     assert "results.md" in printed
     assert len(list((out / "videos").glob("*.mp4"))) == 1  # videos_per_seed=1
     before = (out / "results.json").read_bytes()
-    with pytest.raises(FileExistsError, match="results.json exists"):
+    with pytest.raises(SystemExit, match="results.json exists"):
         main(eval_args)
     assert (out / "results.json").read_bytes() == before
 
@@ -135,15 +135,15 @@ def test_policies_and_demos_that_do_not_fit(demos, tmp_path):
         check_policy_fits_env({**config, "proprio_dim": 7}, push)
     push.close()
     # demos of one env cannot train a policy for another
-    with pytest.raises(ValueError, match="holds demos of 'pixio_envs/PushBlock-v0'"):
+    with pytest.raises(SystemExit, match="holds demos of 'pixio_envs/PushBlock-v0'"):
         main(train_args(demos, tmp_path / "x", "env=metaworld"))
     with pytest.raises(ValueError, match="unknown env 'pixio_envs/Nope-v0'"):
         make_env("pixio_envs/Nope-v0", {})
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(SystemExit, match="does not exist"):
         main(train_args(tmp_path / "missing.hdf5", tmp_path / "y"))
     broken = tmp_path / "broken.hdf5"
     broken.write_bytes(b"not an hdf5 file")
-    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+    with pytest.raises(SystemExit, match="not a readable HDF5 file"):
         main(train_args(broken, tmp_path / "z"))
     # a pretraining checkpoint is not a policy
     encoder_dir = save_encoder(create_encoder("pixio_vitt16", depth=1), tmp_path / "enc")

@@ -168,3 +168,22 @@ def test_act_reads_patch_tokens():
     assert action.shape == (4, 2)
     with pytest.raises(ValueError, match=r"features must be \(B, 3, 5, 8\)"):
         policy({**data, "features": torch.randn(4, 3, 8)})
+
+
+def test_action_chunks_queue_and_ensemble():
+    from pixio_robot.policies.base import ActionChunks, FrameHistory
+
+    history = FrameHistory(3)
+    first = torch.tensor([[1.0]])
+    assert history.push(first).tolist() == [[[1.0], [1.0], [1.0]]]  # the first frame fills it
+    assert history.push(first + 1).tolist() == [[[1.0], [1.0], [2.0]]]
+    queue = ActionChunks(chunk_size=4, n_action_steps=2)
+    chunk = torch.arange(4.0).view(1, 4, 1)
+    assert not queue.ready() and queue.add(chunk).item() == 0.0
+    assert queue.ready() and queue.pop().item() == 1.0 and not queue.ready()
+    ensemble = ActionChunks(chunk_size=4, n_action_steps=1, temporal_ensemble_coeff=0.0)
+    assert ensemble.add(chunk).item() == 0.0
+    # equal weights: the mean of the older chunk's step 1 and the new chunk's step 0
+    assert not ensemble.ready() and ensemble.add(chunk + 10).item() == pytest.approx(5.5)
+    with pytest.raises(ValueError, match="n_action_steps"):
+        ActionChunks(chunk_size=2, n_action_steps=3)

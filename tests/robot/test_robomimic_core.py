@@ -15,7 +15,7 @@ from robomimic.algo import algo_factory  # noqa: E402
 from robomimic.config import config_factory  # noqa: E402
 from robomimic.utils.dataset import SequenceDataset  # noqa: E402
 
-from pixio_robot.robomimic_core import PixioCore  # noqa: E402
+from pixio_robot.integrations.robomimic_core import PixioCore  # noqa: E402
 
 ENV = "pixio_envs/PushBlock-v0"
 

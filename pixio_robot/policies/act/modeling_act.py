@@ -12,17 +12,16 @@ left out: scripted experts give unimodal demonstrations.
 
 from __future__ import annotations
 
-from collections import deque
-
 import torch
 from torch import nn
 
 from pixio_robot.policies.act.configuration_act import ACTPolicyConfig
-from pixio_robot.policies.normalization import Normalization
+from pixio_robot.policies.base import Policy
 
 
-class ACTPolicy(nn.Module):
-    """``forward(batch) -> (loss, info)``, ``select_action(obs)``, ``reset()``.
+class ACTPolicy(Policy):
+    """``forward(batch) -> (loss, info)``, ``select_action(obs)``, ``reset()`` (see
+    :class:`~pixio_robot.policies.base.Policy`, which queues or ensembles the chunks).
 
     ``batch``: ``features (B, frame_history, feature_dim)`` (pooled) or ``(B, frame_history,
     tokens_per_frame, feature_dim)`` (patch tokens), ``proprio (B, proprio_dim)``,
@@ -30,8 +29,9 @@ class ACTPolicy(nn.Module):
     """
 
     def __init__(self, config: ACTPolicyConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(
+            config, config.chunk_size, config.n_action_steps, config.temporal_ensemble_coeff
+        )
         d = config.dim_model
         self.feature_proj = nn.Linear(config.feature_dim, d)
         self.proprio_proj = nn.Linear(config.proprio_dim, d) if config.proprio_dim else None
@@ -59,16 +59,6 @@ class ACTPolicy(nn.Module):
         )  # fmt: skip
         self.norm = nn.LayerNorm(d)
         self.action_head = nn.Linear(d, config.action_dim)
-        self.normalization = Normalization(
-            config.feature_dim, config.proprio_dim, config.action_dim
-        )
-        self._history: deque[torch.Tensor] = deque(maxlen=config.frame_history)
-        self._queue: deque[torch.Tensor] = deque()
-        self._chunks: list[torch.Tensor] = []  # temporal ensembling: newest last
-
-    def set_normalization(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """``{"feature" | "proprio" | "action": (mean, std)}`` from the training set."""
-        self.normalization.set(stats)
 
     def _check_features(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` or ``(B, T, N, D)`` -> ``(B, T * N, D)``."""
@@ -111,36 +101,5 @@ class ACTPolicy(nn.Module):
         loss = l1.sum() / (keep.sum() * prediction.shape[-1]).clamp_min(1.0)
         return loss, {"l1": float(loss.detach())}
 
-    def reset(self) -> None:
-        """Forget frame history and queued actions (call at the start of every episode)."""
-        self._history.clear()
-        self._queue.clear()
-        self._chunks.clear()
-
-    @torch.no_grad()
-    def select_action(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One control step for a batch of environments -> actions ``(B, action_dim)``.
-
-        ``obs``: ``features`` of the newest frame, ``(B, feature_dim)`` or ``(B, tokens_per_frame,
-        feature_dim)``, and ``proprio (B, proprio_dim)``.
-        """
-        features = obs["features"].float()
-        if not self._history:
-            for _ in range(self.config.frame_history - 1):
-                self._history.append(features)
-        self._history.append(features)
-        m = self.config.temporal_ensemble_coeff
-        if m is None and self._queue:
-            return self._queue.popleft()
-        stacked = self._check_features(torch.stack(list(self._history), dim=1))
-        proprio = obs["proprio"].float().reshape(len(stacked), -1)
-        chunk = self.normalization.unnormalize("action", self._predict(stacked, proprio))
-        if m is None:
-            self._queue.extend(chunk[:, : self.config.n_action_steps].unbind(1))
-            return self._queue.popleft()
-        # Temporal ensembling: chunk k (k steps old) predicts the current step at index k.
-        self._chunks = (self._chunks + [chunk])[-self.config.chunk_size :]
-        ages = range(len(self._chunks) - 1, -1, -1)  # oldest first
-        predictions = torch.stack([c[:, age] for c, age in zip(self._chunks, ages, strict=True)])
-        weights = torch.exp(-m * torch.arange(len(self._chunks), dtype=predictions.dtype))
-        return (predictions * (weights / weights.sum()).view(-1, 1, 1)).sum(0)
+    def predict_chunk(self, frames: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        return self._predict(self._check_features(frames), proprio)

@@ -3,7 +3,7 @@
 Importing this module registers ``PixioCore`` with robomimic (its ``EncoderCore`` subclasses
 register themselves), so a robomimic config selects it by name for RGB observations:
 
-    import pixio_robot.robomimic_core  # noqa: F401  (registers PixioCore)
+    import pixio_robot.integrations.robomimic_core  # noqa: F401  (registers PixioCore)
 
     config.observation.encoder.rgb.core_class = "PixioCore"
     config.observation.encoder.rgb.core_kwargs = {
@@ -26,8 +26,8 @@ from robomimic.models.obs_core import EncoderCore
 from torch import nn
 from torch.nn import functional as F
 
+from pixio_core.imaging import normalize_images
 from pixio_core.loading import load_frozen_encoder
-from pixio_core.models.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 
 class PixioCore(EncoderCore):
@@ -52,8 +52,6 @@ class PixioCore(EncoderCore):
         width = self.encoder.embed_dim
         self.projection = nn.Linear(width, feature_dimension) if feature_dimension else None
         self.out_dim = feature_dimension or width
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def output_shape(self, input_shape=None) -> list[int]:
         return [self.out_dim]
@@ -75,7 +73,7 @@ class PixioCore(EncoderCore):
                 antialias=True, align_corners=False,
             )  # fmt: skip
         with torch.no_grad():
-            out = self.encoder.forward_features((images - self.mean) / self.std)
+            out = self.encoder.forward_features(normalize_images(images))
         features = out["pooled"] if self.feature == "pooled" else out["patch_tokens"].mean(1)
         if self.projection is not None:
             features = self.projection(features)
