@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from pixio_core.io import atomic_write_text
+from pixio_core.io import atomic_directory, atomic_write_text
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -62,28 +61,13 @@ def save_checkpoint(
     tensors and plain Python values and is read back with ``torch.load(weights_only=True)``.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
-        tensors = {
-            k: v.detach().contiguous().cpu() for k, v in clean_state_dict(state_dict).items()
-        }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in clean_state_dict(state_dict).items()}
+    with atomic_directory(directory, overwrite=True) as tmp:
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         payload = {FORMAT_KEY: FORMAT_VERSION, **config}
         (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE_FILE)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

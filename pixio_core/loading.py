@@ -39,6 +39,7 @@ from pixio_core.convert import (
     is_hf_state_dict,
     official_to_hf,
 )
+from pixio_core.io import atomic_file
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 from pixio_core.models.mae import PixioMAE
 from pixio_core.models.registry import ENCODER_SIZES, OFFICIAL_ENCODERS, create_encoder
@@ -318,10 +319,8 @@ def save_encoder(encoder: PixioEncoder, directory: str | os.PathLike) -> Path:
 def export_official(encoder: PixioEncoder, path: str | os.PathLike) -> Path:
     """The released layout: a plain ``torch.save``d state dict with official key names."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, tmp)
     return path
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pixio_core.data.folder import IMAGE_EXTENSIONS, eval_transform
+from pixio_core.io import atomic_file
 from pixio_core.models.encoder import PixioEncoder
 from pixio_core.precision import autocast
 
@@ -129,10 +130,8 @@ def cached_features(
         tensors = load_file(str(path))
         return tensors["features"], tensors["labels"]
     features, labels = extract_features(encoder, dataset, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"features": features.contiguous(), "labels": labels.contiguous()}, str(tmp))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        save_file({"features": features.contiguous(), "labels": labels.contiguous()}, str(tmp))
     return features, labels
 
 

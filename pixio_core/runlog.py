@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pixio_core.io import atomic_write_text
+
 
 class RunLogger:
     """Appends ``{"step": s, ...}`` lines to ``run_dir/log.jsonl`` and mirrors them to TensorBoard.
@@ -35,9 +37,7 @@ class RunLogger:
                 for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", -1) < start_step
             ]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self._file = self.path.open("a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

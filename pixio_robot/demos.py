@@ -26,6 +26,8 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from pixio_core.io import atomic_file
+
 
 class Expert(Protocol):
     def reset(self) -> None: ...
@@ -86,11 +88,10 @@ def collect_demos(
     env = gym.make(env_id, **env_kwargs)
     max_attempts = max_attempts or 3 * num_demos
     stats = CollectionStats()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
     bar = tqdm(total=num_demos, desc=f"demos {env_id}", disable=not progress)
+    # a unique temporary name beside the output (no file of the user's is ever replaced)
     try:
-        with h5py.File(tmp, "w") as handle:
+        with atomic_file(output) as tmp, h5py.File(tmp, "w") as handle:
             data = handle.create_group("data")
             while stats.successes < num_demos:
                 if stats.attempts >= max_attempts:
@@ -131,11 +132,9 @@ def collect_demos(
             train = sorted(names[i] for i in order[n_valid:])
             handle.create_dataset("mask/train", data=np.array(train, dtype="S"))
             handle.create_dataset("mask/valid", data=np.array(valid, dtype="S"))
-        os.replace(tmp, output)
     finally:
         bar.close()
         env.close()
-        tmp.unlink(missing_ok=True)
     return stats
 
 

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from pixio_core.imaging import normalize_images
+from pixio_core.io import atomic_file
 from pixio_core.models.encoder import PixioEncoder
 from pixio_core.precision import autocast
 
@@ -126,14 +127,12 @@ def cached_demo_features(
             ).contiguous()
             frames += len(pixels)
     seconds = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(
-        features,
-        str(tmp),
-        metadata={"demo_file": str(demo_path), "encoder": encoder_id, "feature": feature},
-    )
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        save_file(
+            features,
+            str(tmp),
+            metadata={"demo_file": str(demo_path), "encoder": encoder_id, "feature": feature},
+        )
     return features, {
         "cached": 0.0,
         "frames": float(frames),

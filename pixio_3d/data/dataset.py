@@ -32,8 +32,6 @@ an error that names the file.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from pixio_3d.data.layout import (
     RGB_EXTENSIONS,
     VIEW_SELECTIONS,
 )
+from pixio_core.io import atomic_directory
 
 
 @dataclass(frozen=True)
@@ -119,23 +118,17 @@ def write_scene(
         ],
         "covisibility": covisibility(depth, intrinsics, cam2world, stride=stride).tolist(),
     }
-    scene_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = scene_dir.parent / f".{scene_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for sub in ("rgb", "depth") + (("ids",) if object_ids is not None else ()):
-        (tmp / sub).mkdir(parents=True)
-    for k, name in enumerate(names):
-        Image.fromarray(rgb[k]).save(tmp / "rgb" / f"{name}.png")
-        np.save(tmp / "depth" / f"{name}.npy", depth[k].astype(np.float32))
-        if object_ids is not None:
-            Image.fromarray(object_ids[k].astype(np.uint16)).save(tmp / "ids" / f"{name}.png")
-    (tmp / "cameras.json").write_text(_dumps_one_item_per_line(cameras))
-    if scene_info is not None:
-        (tmp / "scene.json").write_text(json.dumps(scene_info, indent=1))
-    if scene_dir.exists():
-        shutil.rmtree(scene_dir)  # empty, or overwrite was asked for
-    os.replace(tmp, scene_dir)
+    with atomic_directory(scene_dir, overwrite=overwrite) as tmp:
+        for sub in ("rgb", "depth") + (("ids",) if object_ids is not None else ()):
+            (tmp / sub).mkdir(parents=True)
+        for k, name in enumerate(names):
+            Image.fromarray(rgb[k]).save(tmp / "rgb" / f"{name}.png")
+            np.save(tmp / "depth" / f"{name}.npy", depth[k].astype(np.float32))
+            if object_ids is not None:
+                Image.fromarray(object_ids[k].astype(np.uint16)).save(tmp / "ids" / f"{name}.png")
+        (tmp / "cameras.json").write_text(_dumps_one_item_per_line(cameras))
+        if scene_info is not None:
+            (tmp / "scene.json").write_text(json.dumps(scene_info, indent=1))
     return scene_dir
 
 

@@ -11,7 +11,6 @@ losses of images one pass keeps vs drops is written next to the file (``*_histog
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -26,6 +25,7 @@ from pixio_core.data.curation import color_histogram_entropy
 from pixio_core.data.sampler import StepBatchSampler
 from pixio_core.data.shards import IMAGE_KEYS, curation_path, expand_urls
 from pixio_core.devices import resolve_device
+from pixio_core.io import atomic_write_text
 from pixio_core.loading import load_mae
 from pixio_core.models.mae import PixioMAE
 from pixio_core.precision import autocast, resolve_precision
@@ -102,9 +102,7 @@ def shard_items(shard: str, skipped: list[str]) -> Iterator[tuple[str, Image.Ima
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def save_histogram(path: Path, losses: torch.Tensor, kept: torch.Tensor, loss_scale: float) -> Path:

@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
+from pixio_core.io import atomic_file
+
 SHAPE_CLASSES = ("disc", "square", "triangle", "ring", "cross", "stripes", "checker", "star")
 
 
@@ -116,8 +118,6 @@ def make_shapes_dataset(
         if path.exists():
             continue
         rng = np.random.default_rng([seed, SHAPE_CLASSES.index(label), index])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        draw_shape(rng, label, image_size).save(tmp)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            draw_shape(rng, label, image_size).save(tmp)
     return root
