@@ -176,6 +176,7 @@ def bundle_adjust(
     cam2world: dict[int, np.ndarray],
     k_photo: np.ndarray,
     image_size: tuple[int, int],
+    *,
     depth: np.ndarray,
     to_photo: np.ndarray,
     refine_focal: bool,

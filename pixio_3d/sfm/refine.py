@@ -143,12 +143,12 @@ def poses_from_keypoints(
             cam2world,
             k_photo,
             image_size,
-            depth,
-            to_photo,
-            refine_focal,
-            settings.max_reprojection_error,
-            settings.ba_rounds,
-            settings.ba_max_iterations,
+            depth=depth,
+            to_photo=to_photo,
+            refine_focal=refine_focal,
+            max_error=settings.max_reprojection_error,
+            rounds=settings.ba_rounds,
+            max_iterations=settings.ba_max_iterations,
         )
         if adjusted is not None:
             cam2world, k_photo, error, num_points = adjusted
