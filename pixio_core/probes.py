@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pixio_core.data.folder import IMAGE_EXTENSIONS, eval_transform
+from pixio_core.imaging import read_image
 from pixio_core.io import atomic_file
 from pixio_core.models.encoder import PixioEncoder
 from pixio_core.precision import autocast
@@ -54,10 +55,7 @@ class ClassFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        with Image.open(self.files[index]) as image:
-            return self.transform(image.convert("RGB")), self.labels[index]
+        return self.transform(read_image(self.files[index])), self.labels[index]
 
     def fingerprint(self) -> str:
         """Changes when files, their sizes/mtimes, labels or the image size change."""

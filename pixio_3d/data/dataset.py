@@ -47,6 +47,7 @@ from pixio_3d.data.layout import (
     RGB_EXTENSIONS,
     VIEW_SELECTIONS,
 )
+from pixio_core.imaging import read_image
 from pixio_core.io import atomic_directory
 
 
@@ -266,8 +267,7 @@ def read_view(cameras: SceneCameras, index: int) -> dict[str, np.ndarray]:
     rgb_path = _find_file(root / "rgb", name, RGB_EXTENSIONS)
     if rgb_path is None:
         raise FileNotFoundError(f"missing {root / 'rgb' / name}{{{','.join(RGB_EXTENSIONS)}}}")
-    with Image.open(rgb_path) as image:
-        rgb = np.asarray(image.convert("RGB"))
+    rgb = np.asarray(read_image(rgb_path))
     if rgb.shape[:2] != shape:
         raise ValueError(f"{rgb_path}: image is {rgb.shape[:2]} (H, W), cameras.json says {shape}")
     depth_path = _find_file(root / "depth", name, (".npy", ".png"))

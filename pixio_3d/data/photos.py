@@ -39,9 +39,18 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-__all__ = ["LoadedPhotos", "PhotoTransform", "exif_focal_px", "load_photos", "target_size"]
+from pixio_core.imaging import read_image
+
+__all__ = [
+    "LoadedPhotos",
+    "PhotoTransform",
+    "crop_box",
+    "exif_focal_px",
+    "load_photos",
+    "target_size",
+]
 
 EXIF_IFD = 0x8769  # the Exif sub-IFD, where cameras put the focal length tags
 FOCAL_LENGTH_35MM = 0xA405  # FocalLengthIn35mmFilm, millimetres
@@ -155,12 +164,12 @@ def exif_focal_px(exif: Image.Exif, size: tuple[int, int]) -> float | None:
 
 
 def _read_upright(path: Path) -> tuple[Image.Image, float | None]:
-    """Decode fully (so truncated files fail here), apply EXIF orientation, convert to RGB; also
-    the EXIF focal length in pixels of the upright photo (None without one)."""
+    """The photo as upright 8-bit RGB (:func:`pixio_core.imaging.read_image`: decoded fully, so
+    truncated files fail here; 16-bit, palette, alpha and CMYK modes read correctly) and its
+    EXIF focal length in pixels of the upright photo (None without one)."""
+    upright = read_image(path)
     with Image.open(path) as image:
-        image.load()
-        upright = ImageOps.exif_transpose(image)
-        return upright.convert("RGB"), exif_focal_px(image.getexif(), upright.size)
+        return upright, exif_focal_px(image.getexif(), upright.size)
 
 
 def load_photos(
@@ -203,22 +212,45 @@ def load_photos(
 
     tensors, transforms = [], []
     for _, image, (orig_width, orig_height), factor, focal in photos:
-        scale = max(out_width / orig_width, out_height / orig_height)
-        left = (orig_width - out_width / scale) / 2
-        top = (orig_height - out_height / scale) / 2
+        scale, left, top, box = crop_box((orig_width, orig_height), (out_width, out_height))
         # the kept image may be a reduced copy: express the crop box in its pixels
-        box = (
-            left / factor,
-            top / factor,
-            (left + out_width / scale) / factor,
-            (top + out_height / scale) / factor,
-        )
+        box = _box_in_reduced(box, factor, image.size)
         resized = image.resize((out_width, out_height), Image.Resampling.BICUBIC, box=box)
         array = np.asarray(resized, dtype=np.uint8)
         tensors.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
         transforms.append(PhotoTransform((orig_width, orig_height), scale, left, top, focal))
     images = torch.stack(tensors).to(torch.float32) / 255.0
     return LoadedPhotos(images, [p for p, *_ in photos], skipped, transforms)
+
+
+def crop_box(
+    original_size: tuple[int, int], out_size: tuple[int, int]
+) -> tuple[float, float, float, tuple[float, float, float, float]]:
+    """``(scale, left, top, box)`` of rule step 4 for a photo of ``original_size = (width,
+    height)`` and views of ``out_size``: one isotropic scale that covers the view, a centred
+    crop whose box ``(left, top, right, bottom)`` (continuous original pixels) always lies
+    inside the photo. Float rounding used to put ``left`` a hair below 0 for ordinary sizes
+    (741x500 at 512, 6000x4000 at 256), which PIL refuses; the box is clamped to the photo."""
+    (width, height), (out_width, out_height) = original_size, out_size
+    scale = max(out_width / width, out_height / height)
+    crop_width, crop_height = min(out_width / scale, width), min(out_height / scale, height)
+    left = max(0.0, (width - crop_width) / 2)
+    top = max(0.0, (height - crop_height) / 2)
+    right, bottom = min(float(width), left + crop_width), min(float(height), top + crop_height)
+    return scale, left, top, (left, top, right, bottom)
+
+
+def _box_in_reduced(
+    box: tuple[float, float, float, float], factor: int, size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """``box`` in the pixels of a copy reduced by ``factor`` (of ``size``), kept inside it."""
+    left, top, right, bottom = (value / factor for value in box)
+    return (
+        min(max(0.0, left), size[0]),
+        min(max(0.0, top), size[1]),
+        min(max(0.0, right), size[0]),
+        min(max(0.0, bottom), size[1]),
+    )
 
 
 def _shrink_for_memory(image: Image.Image, long_side: int) -> tuple[Image.Image, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from pixio_core.data.sampler import mix_seed
-from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD
+from pixio_core.imaging import IMAGENET_MEAN, IMAGENET_STD, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -45,13 +44,13 @@ def eval_transform(image_size: int) -> Callable:
 
 
 def read_rgb(source: str | Path | bytes | None) -> Image.Image | None:
-    """Decode an image file (a path) or an encoded image (bytes) to RGB; ``None`` when it cannot
-    be decoded (missing, truncated, not an image, ``None``), for callers that skip and count."""
+    """:func:`pixio_core.imaging.read_image` (upright 8-bit RGB from any common mode), or
+    ``None`` when it cannot be decoded (missing, truncated, not an image, ``None``), for callers
+    that skip and count."""
     if source is None:
         return None
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return image.convert("RGB")
+        return read_image(source)
     except Exception:  # noqa: BLE001 - PIL raises many types on corrupt data; all mean "skip"
         return None
 

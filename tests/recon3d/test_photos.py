@@ -136,3 +136,44 @@ def test_target_size_rule():
     assert target_size(1000, 10, long_side=512) == (512, 16)
     with pytest.raises(ValueError, match="long_side"):
         target_size(10, 10, long_side=8)
+
+
+def test_crop_box_stays_inside_every_photo_at_every_long_side():
+    from pixio_3d.data.photos import _box_in_reduced, crop_box
+
+    rng = np.random.default_rng(0)
+    sizes = [(741, 500), (6000, 4000), (3000, 2000), (4032, 3024), (1920, 1080), (500, 741)]
+    sizes += [tuple(int(v) for v in rng.integers(32, 9000, 2)) for _ in range(60)]
+    checked = 0
+    for width, height in sizes:
+        for long_side in range(64, 2049, 16):
+            out = target_size(width, height, long_side)
+            scale, left, top, box = crop_box((width, height), out)
+            assert 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
+            assert (left, top) == box[:2]
+            # the box maps onto the view: one scale for both axes, no distortion
+            assert abs((box[2] - box[0]) * scale - out[0]) < 1e-6 * out[0]
+            assert abs((box[3] - box[1]) * scale - out[1]) < 1e-6 * out[1]
+            factor = max(1, min(width, height) // long_side)
+            reduced = (-(-width // factor), -(-height // factor))
+            small = _box_in_reduced(box, factor, reduced)
+            assert 0 <= small[0] < small[2] <= reduced[0] and 0 <= small[1] < small[3] <= reduced[1]
+            checked += 1
+    assert checked == len(sizes) * 125
+
+
+@pytest.mark.parametrize(
+    "size, long_side",
+    [((741, 500), 512), ((741, 500), 256), ((741, 500), 416), ((741, 500), 864),
+     ((6000, 4000), 256), ((6000, 4000), 1024), ((3000, 2000), 256), ((3000, 2000), 1024)],
+)  # fmt: skip
+def test_ordinary_photo_sizes_load(tmp_path, size, long_side):
+    """These crashed with "box offset can't be negative" before the crop box was clamped."""
+    ramp = np.linspace(0, 255, size[0], dtype=np.uint8)[None, :, None]
+    Image.fromarray(np.broadcast_to(ramp, (size[1], size[0], 3)).copy()).save(
+        tmp_path / "photo.jpg", quality=80
+    )
+    loaded = load_photos(tmp_path, long_side=long_side)
+    width, height = target_size(*size, long_side)
+    assert tuple(loaded.images.shape) == (1, 3, height, width)
+    assert loaded.transforms[0].left >= 0 and loaded.transforms[0].top >= 0
