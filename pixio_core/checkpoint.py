@@ -7,9 +7,12 @@ half-written checkpoint where a complete one is expected.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,17 @@ TRAIN_STATE_FILE = "train_state.pt"
 LAST_POINTER = "last"
 FORMAT_KEY = "pixio_checkpoint"
 FORMAT_VERSION = 1
+FILES_KEY = "files"  # config.json: {file name: SHA-256} of the checkpoint's other files
+STEP_PATTERN = re.compile(r"^step_\d+$")
+# what atomic writes of step checkpoints leave when a run is killed mid-write
+STALE_PATTERN = re.compile(r"^\.step_\d+\..*\.(tmp|old)$|^\.step_\d+\.tmp$")
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class NonFiniteCheckpointError(ValueError):
+    """Weights or optimizer state hold NaN/inf: nothing is written (the last good checkpoint
+    stays the newest)."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -57,18 +69,66 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically and return its path.
 
-    ``config`` is stored as JSON (plain values only) with a format marker; ``train_state`` holds
+    ``config`` is stored as JSON (plain values only) with a format marker and the SHA-256 of
+    every other file (``files``), which :func:`load_checkpoint` verifies; ``train_state`` holds
     tensors and plain Python values and is read back with ``torch.load(weights_only=True)``.
+    Non-finite weights or optimizer state raise :class:`NonFiniteCheckpointError` before anything
+    is written.
     """
     directory = Path(directory)
     tensors = {k: v.detach().contiguous().cpu() for k, v in clean_state_dict(state_dict).items()}
+    check_finite(tensors, f"the weights of {directory}")
+    if train_state is not None and "optimizer" in train_state:
+        check_finite(_optimizer_tensors(train_state["optimizer"]), f"the optimizer of {directory}")
     with atomic_directory(directory, overwrite=True) as tmp:
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        payload = {FORMAT_KEY: FORMAT_VERSION, **config}
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE_FILE)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        payload = {FORMAT_KEY: FORMAT_VERSION, **config, FILES_KEY: files}
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     return directory
+
+
+def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`NonFiniteCheckpointError` naming the first floating tensor of ``tensors``
+    that holds NaN or inf."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise NonFiniteCheckpointError(
+                f"{what}: {name} holds {count} non-finite value(s); not written (the last good "
+                "checkpoint is kept)"
+            )
+
+
+def _optimizer_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    found = {}
+    for index, values in state.get("state", {}).items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                found[f"state[{index}].{key}"] = value
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(directory: Path, config: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Check the SHA-256 the checkpoint recorded for each of ``names`` (checkpoints written
+    before hashes were recorded pass); a ``ValueError`` names a changed or damaged file."""
+    recorded = config.get(FILES_KEY) or {}
+    for name in names:
+        if name in recorded and file_sha256(directory / name) != recorded[name]:
+            raise ValueError(
+                f"{directory / name} does not match the SHA-256 its checkpoint recorded: the "
+                "file was changed or damaged after it was written (flipped bits, a cut copy)"
+            )
 
 
 def is_checkpoint_dir(path: Path) -> bool:
@@ -88,18 +148,35 @@ def write_last_pointer(run_dir: str | os.PathLike, checkpoint_dir: str | os.Path
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
-    """A checkpoint folder itself, or a run folder whose ``last`` file names one."""
+    """A checkpoint folder itself, or a run folder whose ``last`` file names one. A run folder
+    whose ``last`` is missing or names no complete checkpoint falls back to its newest complete
+    ``step_*`` checkpoint, with a warning."""
     path = Path(path)
     if is_checkpoint_dir(path):
         return path
     pointer = path / LAST_POINTER
+    newest = list_step_checkpoints(path)
     if pointer.is_file():
         target = path / pointer.read_text().strip()
         if is_checkpoint_dir(target):
             return target
-        raise FileNotFoundError(
-            f"{pointer} names {target}, which is not a complete checkpoint folder"
+        if not newest:
+            raise FileNotFoundError(
+                f"{pointer} names {target}, which is not a complete checkpoint folder"
+            )
+        warnings.warn(
+            f"{pointer} names {target.name}, which is not a complete checkpoint; using the newest "
+            f"complete one, {newest[-1].name}",
+            stacklevel=2,
         )
+        return newest[-1]
+    if newest:
+        warnings.warn(
+            f"{path} has no '{LAST_POINTER}' pointer; using its newest complete checkpoint, "
+            f"{newest[-1].name}",
+            stacklevel=2,
+        )
+        return newest[-1]
     raise FileNotFoundError(
         f"{path} is not a Pixio checkpoint folder (expected {MODEL_FILE} + {CONFIG_FILE} with a "
         f"'{FORMAT_KEY}' entry, or a '{LAST_POINTER}' file naming such a folder)"
@@ -112,11 +189,12 @@ def load_checkpoint(
     """Read ``(state_dict, config, train_state)`` from a checkpoint or run folder."""
     directory = resolve_checkpoint_dir(path)
     model_file = directory / MODEL_FILE
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    verify_files(directory, config, (MODEL_FILE,))
     try:
         state_dict = load_file(str(model_file))
     except (SafetensorError, OSError) as error:
         raise ValueError(f"cannot read {model_file}: {error}") from error
-    config = json.loads((directory / CONFIG_FILE).read_text())
     train_state = None
     if with_train_state:
         state_file = directory / TRAIN_STATE_FILE
@@ -124,6 +202,7 @@ def load_checkpoint(
             raise FileNotFoundError(
                 f"{state_file} is missing: this checkpoint cannot resume training"
             )
+        verify_files(directory, config, (TRAIN_STATE_FILE,))
         train_state = torch.load(state_file, map_location="cpu", weights_only=True)
     return state_dict, config, train_state
 
@@ -133,7 +212,24 @@ def list_step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    return sorted(p for p in run_dir.glob("step_*") if is_checkpoint_dir(p))
+    return sorted(
+        p for p in run_dir.iterdir() if STEP_PATTERN.match(p.name) and is_checkpoint_dir(p)
+    )
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete what killed checkpoint writes left in ``run_dir`` (``.step_*...tmp`` / ``.old``
+    folders of our atomic writes, nothing else); returns what was removed."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    stale = [p for p in run_dir.iterdir() if STALE_PATTERN.match(p.name)]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return stale
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:

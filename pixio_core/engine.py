@@ -35,9 +35,11 @@ from pixio_core.checkpoint import (
     LAST_POINTER,
     CheckpointMismatchError,
     is_sharded_checkpoint,
+    list_step_checkpoints,
     load_checkpoint,
     load_sharded_checkpoint,
     prune_checkpoints,
+    remove_stale_temporaries,
     resolve_checkpoint_dir,
     save_checkpoint,
     save_sharded_checkpoint,
@@ -226,7 +228,7 @@ def train_steps(
         scalars[throughput_key] = samples * info.world_size / elapsed
         if counts_skipped:
             scalars["skipped_images"] = int(all_reduce_sum(torch.tensor(skipped), info))
-        bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
         if log_fn is not None:
             log_fn(step, scalars)
         if on_step is not None:
@@ -347,6 +349,8 @@ def checkpoint_hook(
     the torch RNG state) and the weights: by default ``model.state_dict()`` with ``config``
     (:func:`pixio_core.checkpoint.save_checkpoint`), or whatever ``write(path, train_state)``
     writes. ``sharded`` (FSDP): every rank writes its shards with torch.distributed.checkpoint.
+    Weights and optimizer state are checked finite first: a non-finite value raises
+    :class:`pixio_core.checkpoint.NonFiniteCheckpointError` and the last good checkpoint stays.
     """
     info = dist_info or DistInfo()
     ckpt_dir = Path(ckpt_dir)
@@ -397,13 +401,18 @@ def resume(
     checkpoint loads into a plain or DDP model: strictly by default, or by
     ``load_weights(state_dict, config, path)``, which raises when the checkpoint does not fit.
     An optimizer state of other parameter groups raises :class:`CheckpointMismatchError`.
-    ``restore_rng`` puts back the torch RNG state the checkpoint saved.
+    ``restore_rng`` puts back the torch RNG state the checkpoint saved. A missing or broken
+    ``last`` pointer falls back to the newest complete checkpoint (with a warning), never to
+    step 0; temporary folders of killed checkpoint writes are removed first.
     """
     info = dist_info or DistInfo()
     ckpt_dir = Path(ckpt_dir)
-    if not (ckpt_dir / LAST_POINTER).is_file():
+    if info.is_main:
+        for stale in remove_stale_temporaries(ckpt_dir):
+            print(f"removed {stale}, left by a checkpoint write that was killed")
+    if not (ckpt_dir / LAST_POINTER).is_file() and not list_step_checkpoints(ckpt_dir):
         return 0
-    target = resolve_checkpoint_dir(ckpt_dir)
+    target = resolve_checkpoint_dir(ckpt_dir)  # a missing or broken last: the newest complete
     if is_sharded_checkpoint(target):
         train_state = load_sharded_checkpoint(target, model, optimizer)
     else:

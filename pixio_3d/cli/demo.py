@@ -57,11 +57,12 @@ def run(cfg: DictConfig) -> Path:
     from pixio_3d.pipeline import reconstruct_photos
     from pixio_3d.sfm import quiet_pycolmap_logs
     from pixio_core.checkpoint import CheckpointMismatchError
+    from pixio_core.runs import RunMismatchError
 
     quiet_pycolmap_logs()
     try:
         run_dir = train(cfg)
-    except CheckpointMismatchError as error:  # an earlier version's demo run: leave it be
+    except (RunMismatchError, CheckpointMismatchError) as error:  # an earlier run: leave it be
         fresh = _free_folder(Path(cfg.output_dir))
         print(
             f"{error}\nthe demo's earlier run in {cfg.output_dir} does not fit this version: "

@@ -85,6 +85,7 @@ def _run(cfg: DictConfig, info: Any) -> Path:
     )
     from pixio_core.cli.common import (
         build_loader,
+        claim_output,
         config_checkpoints,
         lr_schedule,
         prepare_output,
@@ -103,7 +104,7 @@ def _run(cfg: DictConfig, info: Any) -> Path:
     model_config = task.model_config(plain)
     # the encoder first: a wrong source fails before any scene is rendered
     encoder, _ = load_frozen_encoder(cfg.encoder.source, cfg.encoder.seed, device)
-    ckpt_dir = Path(cfg.output_dir) / "checkpoints"
+    ckpt_dir = claim_output(cfg, info) / "checkpoints"  # another run is refused before any write
     encoder.requires_grad_(bool(cfg.encoder.trainable))
     torch.manual_seed(cfg.seed)  # the heads' initial weights
     model = build_model(task.name, encoder, model_config).to(device)

@@ -21,7 +21,9 @@ from pixio_core.data.sampler import StepBatchSampler, mix_seed
 from pixio_core.data.shards import ShardDataset
 from pixio_core.distributed import DistInfo, barrier, cleanup, init_distributed
 from pixio_core.engine import checkpoint_hook, cosine_schedule, lr_from_base
+from pixio_core.io import atomic_write_text
 from pixio_core.runlog import read_log
+from pixio_core.runs import claim_run, run_identity
 from pixio_core.visualize import save_loss_curve
 
 
@@ -53,12 +55,45 @@ def wrap_ddp(
     )
 
 
-def prepare_output(cfg: DictConfig, info: DistInfo) -> Path:
-    """Create ``output_dir`` and write the resolved config next to the outputs (main process)."""
+# settings a resumed run may change: the step budget, checkpoint cadence, hardware, evaluation
+RUN_IDENTITY_IGNORES = (
+    "output_dir",
+    "device",
+    "precision",
+    "hydra",
+    "train.total_steps",
+    "train.checkpoint_every",
+    "train.keep_last",
+    "train.recon_every",
+    "train.resume",
+    "train.compile",
+    "train.strategy",
+    "data.num_workers",
+    "data.generate",
+    "data.num_scenes",
+    "eval",
+)
+
+
+def _run_identity(cfg: DictConfig) -> dict[str, Any]:
+    return run_identity(OmegaConf.to_container(cfg, resolve=True), RUN_IDENTITY_IGNORES)
+
+
+def claim_output(cfg: DictConfig, info: DistInfo) -> Path:
+    """``output_dir``, after checking that it holds no other run (:func:`pixio_core.runs.claim_run`;
+    nothing is written). Call :func:`prepare_output` once the resume has succeeded."""
     out = Path(cfg.output_dir)
+    claim_run(out, _run_identity(cfg), resume=bool(cfg.train.resume), write=False)
+    return out
+
+
+def prepare_output(cfg: DictConfig, info: DistInfo) -> Path:
+    """Record the run (``run.json``) and write the resolved ``config.yaml`` into ``output_dir``
+    (main process), after the same check as :func:`claim_output`."""
+    out = Path(cfg.output_dir)
+    claim_run(out, _run_identity(cfg), resume=bool(cfg.train.resume), write=info.is_main)
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return out
 
 

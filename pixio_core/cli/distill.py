@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from pixio_core.cli.common import (
     build_dataset,
     build_loader,
+    claim_output,
     config_checkpoints,
     lr_schedule,
     prepare_output,
@@ -46,7 +47,7 @@ def run(cfg: DictConfig) -> Path:
 def _run(cfg: DictConfig, info: DistInfo) -> Path:
     device = resolve_device(cfg.device, info.local_rank)
     dtype = resolve_precision(cfg.precision, device)
-    out = prepare_output(cfg, info)
+    out = claim_output(cfg, info)  # another run in output_dir is refused before any write
     ckpt_dir = out / "checkpoints"
     train, spec = cfg.train, cfg.student
 
@@ -72,6 +73,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     start_step = 0
     if train.resume:
         start_step = resume(ckpt_dir, model=model, optimizer=optimizer, dist_info=info)
+    prepare_output(cfg, info)
     if start_step < train.total_steps:
         dataset = build_dataset(cfg.data, spec.image_size, cfg.seed, info, start_step)
         loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)

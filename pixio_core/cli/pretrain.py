@@ -23,6 +23,7 @@ from PIL import Image
 from pixio_core.cli.common import (
     build_dataset,
     build_loader,
+    claim_output,
     config_checkpoints,
     lr_schedule,
     prepare_output,
@@ -112,7 +113,7 @@ def run(cfg: DictConfig) -> Path:
 def _run(cfg: DictConfig, info: DistInfo) -> Path:
     device = resolve_device(cfg.device, info.local_rank)
     dtype = resolve_precision(cfg.precision, device)
-    out = prepare_output(cfg, info)
+    out = claim_output(cfg, info)  # another run in output_dir is refused before any write
     ckpt_dir = out / "checkpoints"
     train = cfg.train
 
@@ -132,6 +133,7 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
         if info.is_main:
             print(f"nothing to do: the run in {out} already reached {start_step} steps")
         return out
+    prepare_output(cfg, info)
 
     dataset = build_dataset(cfg.data, cfg.model.image_size, cfg.seed, info, start_step)
     loader = build_loader(dataset, cfg.data, train, cfg.seed, start_step, info, device)
