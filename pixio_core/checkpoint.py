@@ -29,6 +29,7 @@ LAST_POINTER = "last"
 FORMAT_KEY = "pixio_checkpoint"
 FORMAT_VERSION = 1
 FILES_KEY = "files"  # config.json: {file name: SHA-256} of the checkpoint's other files
+CONFIG_HASH_KEY = "config_sha256"  # config.json: SHA-256 of the rest of config.json
 STEP_PATTERN = re.compile(r"^step_\d+$")
 # what atomic writes of step checkpoints leave when a run is killed mid-write
 STALE_PATTERN = re.compile(r"^\.step_\d+\..*\.(tmp|old)$|^\.step_\d+\.tmp$")
@@ -86,6 +87,7 @@ def save_checkpoint(
             torch.save(train_state, tmp / TRAIN_STATE_FILE)
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         payload = {FORMAT_KEY: FORMAT_VERSION, **config, FILES_KEY: files}
+        payload[CONFIG_HASH_KEY] = config_sha256(payload)
         (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     return directory
 
@@ -119,9 +121,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def config_sha256(config: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint config's canonical JSON, without its own hash entry."""
+    plain = {key: value for key, value in config.items() if key != CONFIG_HASH_KEY}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+
+
 def verify_files(directory: Path, config: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Check the SHA-256 the checkpoint recorded for each of ``names`` (checkpoints written
-    before hashes were recorded pass); a ``ValueError`` names a changed or damaged file."""
+    """Check the SHA-256 the checkpoint recorded of its ``config.json`` and of each of ``names``
+    (checkpoints written before hashes were recorded pass); a ``ValueError`` names a changed or
+    damaged file."""
+    if CONFIG_HASH_KEY in config and config_sha256(config) != config[CONFIG_HASH_KEY]:
+        raise ValueError(
+            f"{directory / CONFIG_FILE} does not match the SHA-256 it recorded: it was edited "
+            "after it was written (a changed architecture or setting would build a wrong model)"
+        )
     recorded = config.get(FILES_KEY) or {}
     for name in names:
         if name in recorded and file_sha256(directory / name) != recorded[name]:

@@ -154,6 +154,12 @@ def load_state_dict_strict(
         for key in expected
         if key in state_dict and state_dict[key].shape != expected[key].shape
     ]
+    wrong += [  # an integer tensor copied into a float weight would be read as numbers, silently
+        f"{key}: checkpoint dtype {state_dict[key].dtype} vs model {expected[key].dtype}"
+        for key in expected
+        if key in state_dict
+        and expected[key].is_floating_point() != state_dict[key].is_floating_point()
+    ]
     if missing or unexpected or wrong:
         lines = [f"{source} does not fit a Pixio encoder with {encoder.config}:"]
         for title, items in (

@@ -152,7 +152,11 @@ class DemoFileInfo:
 def inspect_demos(
     path: str | os.PathLike, env_name: str | None = None, action_dim: int | None = None
 ) -> DemoFileInfo:
-    """Validate a demo file and describe it; a clear error names what does not fit."""
+    """Validate a demo file once, up front, and describe it. Every demo is checked: the same
+    observation keys, shapes and dtypes as the first, ``obs`` / ``next_obs`` / ``actions`` /
+    ``rewards`` / ``dones`` of one length, finite actions and proprioception, ``mask/*`` naming
+    existing demos, readable ``env_args``. A ``ValueError`` names the file, the group and what
+    was expected."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"demo file {path} does not exist")
@@ -165,19 +169,38 @@ def inspect_demos(
             raise ValueError(
                 f"{path} is not a robomimic-layout demo file (no data group with env_args)"
             )
-        env_args = json.loads(handle["data"].attrs["env_args"])
-        demos = [k for k in handle["data"] if k.startswith("demo_")]
+        try:
+            env_args = json.loads(handle["data"].attrs["env_args"])
+            if not isinstance(env_args, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:
+            raise ValueError(f"{path}: data.attrs['env_args'] is not JSON ({error})") from None
+        demos = sorted(k for k in handle["data"] if k.startswith("demo_"))
         if not demos:
             raise ValueError(f"{path} holds no demos")
-        first = handle["data"][demos[0]]
+        try:
+            first = _check_demo(path, handle["data"][demos[0]], None)
+            for name in demos[1:]:
+                _check_demo(path, handle["data"][name], first)
+            for split in handle.get("mask", {}):
+                names = [
+                    n.decode() if isinstance(n, bytes) else str(n) for n in handle["mask"][split][:]
+                ]
+                unknown = sorted(set(names) - set(demos))
+                if unknown:
+                    raise ValueError(
+                        f"{path}: mask/{split} names demos that do not exist: {unknown[:5]}"
+                    )
+        except KeyError as error:
+            raise ValueError(f"{path}: a demo lacks {error}") from None
         info = DemoFileInfo(
             env_name=env_args.get("env_name", ""),
             env_kwargs=env_args.get("env_kwargs", {}),
             num_demos=len(demos),
             total=int(handle["data"].attrs.get("total", 0)),
-            action_dim=int(first["actions"].shape[1]),
-            obs_keys=tuple(sorted(first["obs"])),
-            obs_shapes={key: tuple(first["obs"][key].shape[1:]) for key in first["obs"]},
+            action_dim=first["action_dim"],
+            obs_keys=tuple(sorted(first["shapes"])),
+            obs_shapes=first["shapes"],
         )
     if env_name is not None and info.env_name != env_name:
         raise ValueError(f"{path} holds demos of {info.env_name!r}, not {env_name!r}")
@@ -186,3 +209,57 @@ def inspect_demos(
             f"{path} has actions of dimension {info.action_dim}, the env expects {action_dim}"
         )
     return info
+
+
+def _check_demo(path: Path, group: Any, reference: dict[str, Any] | None) -> dict[str, Any]:
+    """One demo's layout (``{"action_dim", "shapes", "dtypes"}``), checked against the first
+    demo's when ``reference`` is given; a ``ValueError`` names the file and group."""
+    where = f"{path}: {group.name.lstrip('/')}"
+    actions = group["actions"]
+    if actions.ndim != 2 or actions.dtype.kind != "f":
+        raise ValueError(
+            f"{where}/actions must be float (T, action_dim), got {actions.dtype} {actions.shape}"
+        )
+    steps = actions.shape[0]
+    if steps == 0:
+        raise ValueError(f"{where} is empty (0 steps)")
+    for name in ("rewards", "dones"):
+        if name in group and group[name].shape[:1] != (steps,):
+            raise ValueError(f"{where}/{name} has {group[name].shape[0]} steps, actions {steps}")
+    shapes, dtypes = {}, {}
+    for part in ("obs", "next_obs"):
+        if part not in group:
+            if part == "obs":
+                raise ValueError(f"{where} has no obs group")
+            continue
+        for key in group[part]:
+            data = group[part][key]
+            if data.shape[0] != steps:
+                raise ValueError(f"{where}/{part}/{key} has {data.shape[0]} steps, actions {steps}")
+            if part == "obs":
+                shapes[key], dtypes[key] = tuple(data.shape[1:]), data.dtype.str
+    if "pixels" in shapes and dtypes["pixels"] != np.dtype(np.uint8).str:
+        raise ValueError(
+            f"{where}/obs/pixels must be uint8 images, got {np.dtype(dtypes['pixels'])}"
+        )
+    if not np.isfinite(actions[:]).all():
+        raise ValueError(f"{where}/actions holds non-finite values")
+    if "proprio" in group["obs"] and not np.isfinite(group["obs"]["proprio"][:]).all():
+        raise ValueError(f"{where}/obs/proprio holds non-finite values")
+    layout = {"action_dim": int(actions.shape[1]), "shapes": shapes, "dtypes": dtypes}
+    if reference is not None:
+        if layout["action_dim"] != reference["action_dim"]:
+            raise ValueError(
+                f"{where}/actions has dimension {layout['action_dim']}, the first demo {reference['action_dim']}"
+            )
+        for key in sorted(set(reference["shapes"]) | set(shapes)):
+            if key not in shapes or key not in reference["shapes"]:
+                raise ValueError(
+                    f"{where}/obs has keys {sorted(shapes)}, the first demo {sorted(reference['shapes'])}"
+                )
+            if (shapes[key], dtypes[key]) != (reference["shapes"][key], reference["dtypes"][key]):
+                raise ValueError(
+                    f"{where}/obs/{key} is {np.dtype(dtypes[key])} {shapes[key]}, the first demo's "
+                    f"{np.dtype(reference['dtypes'][key])} {reference['shapes'][key]}"
+                )
+    return layout

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "matches) | features (SIFT two-view geometry + the model's depth)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier results")
     return parser
 
 
@@ -73,7 +74,12 @@ def main(argv: list[str] | None = None) -> None:
 def _main(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")  # labels may import the scene generator
     from pixio_3d.checkpoint import load_model
-    from pixio_3d.evaluation.evaluate import evaluate_model, markdown_table, write_eval
+    from pixio_3d.evaluation.evaluate import (
+        check_eval_outputs,
+        evaluate_model,
+        markdown_table,
+        write_eval,
+    )
     from pixio_3d.tasks import EvalOptions
     from pixio_core.checkpoint import resolve_checkpoint_dir
     from pixio_core.devices import resolve_device
@@ -82,6 +88,7 @@ def _main(args: argparse.Namespace) -> None:
         from pixio_3d.sfm import quiet_pycolmap_logs
 
         quiet_pycolmap_logs()
+    check_eval_outputs(args.out, args.overwrite)  # before the work, not after it
     if not Path(args.scenes).is_dir():
         raise SystemExit(f"pixio-recon-eval: scenes folder {args.scenes} does not exist")
     device = resolve_device(args.device)
@@ -108,7 +115,7 @@ def _main(args: argparse.Namespace) -> None:
         "view_selection": args.view_selection,
         "pose_solver": args.pose_solver,
     }
-    _, md_path = write_eval(rows, args.out, meta)
+    _, md_path = write_eval(rows, args.out, meta, overwrite=args.overwrite)
     print(markdown_table(rows))
     print(f"wrote {md_path} and {Path(args.out) / 'results.json'}")
 

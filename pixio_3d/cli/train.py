@@ -219,7 +219,7 @@ def evaluate_run(cfg: DictConfig, ckpt_dir: Path, out_dir: Path, device: Any) ->
     )
     rows = evaluate_model(model, config, scenes, tuple(cfg.eval.views), options)
     meta = {"checkpoint": str(ckpt_dir), "task": config["task"], "scenes": str(scenes)}
-    _, md_path = write_eval(rows, out_dir, meta)
+    _, md_path = write_eval(rows, out_dir, meta, overwrite=True)  # the run's own eval folder
     print(markdown_table(rows))
     print(f"wrote {md_path}")
     return md_path

@@ -231,6 +231,11 @@ def read_cameras(scene_dir: str | Path) -> SceneCameras:
         matrix = _matrix(view["intrinsics"], (3, 3), f"{where}.intrinsics")
         if matrix[0, 0] <= 0 or matrix[1, 1] <= 0 or not np.allclose(matrix[2], [0, 0, 1]):
             raise ValueError(f"{where}.intrinsics must be [[fx,s,cx],[0,fy,cy],[0,0,1]], fx,fy > 0")
+        if not (0 <= matrix[0, 2] <= width and 0 <= matrix[1, 2] <= height):
+            raise ValueError(
+                f"{where}.intrinsics: the principal point ({matrix[0, 2]:.6g}, {matrix[1, 2]:.6g}) "
+                f"lies outside the {width}x{height} image (pixels, corner origin)"
+            )
         pose = _matrix(view["cam2world"], (4, 4), f"{where}.cam2world")
         rotation = pose[:3, :3]
         if not np.allclose(pose[3], [0, 0, 0, 1]) or not (
@@ -273,26 +278,58 @@ def read_view(cameras: SceneCameras, index: int) -> dict[str, np.ndarray]:
     depth_path = _find_file(root / "depth", name, (".npy", ".png"))
     if depth_path is None:
         raise FileNotFoundError(f"missing {root / 'depth' / name}.npy (or .png)")
-    if depth_path.suffix == ".npy":
-        depth = np.load(depth_path, allow_pickle=False)
-    else:
-        with Image.open(depth_path) as image:
-            depth = np.asarray(image, dtype=np.float64) / DEPTH_PNG_UNITS_PER_METRE
-    if depth.shape != shape or depth.dtype.kind not in "fiu":
-        raise ValueError(f"{depth_path}: depth must be a {shape} number array, got {depth.shape}")
-    depth = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if (depth < 0).any():
-        raise ValueError(f"{depth_path}: depth must be >= 0 (0 = invalid)")
+    depth = _read_depth(depth_path, shape)
     object_ids = np.full(shape, -1, np.int64)
     if (root / "ids").is_dir():
         ids_path = root / "ids" / f"{name}.png"
         if not ids_path.is_file():
             raise FileNotFoundError(f"missing {ids_path} (the ids folder exists)")
-        with Image.open(ids_path) as image:
-            object_ids = np.asarray(image).astype(np.int64)
+        try:
+            with Image.open(ids_path) as image:
+                object_ids = np.asarray(image).astype(np.int64)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise ValueError(f"cannot read {ids_path}: {error}") from error
         if object_ids.shape != shape:
             raise ValueError(f"{ids_path}: ids are {object_ids.shape}, cameras.json says {shape}")
     return {"rgb": rgb, "depth": depth, "object_ids": object_ids}
+
+
+MAX_PLAUSIBLE_DEPTH = 1000.0  # metres: a larger median depth is a unit mistake (millimetres)
+
+
+def _read_depth(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """z-depth in metres from ``.npy`` (float metres) or ``.png`` (16-bit millimetres); the
+    errors name the file and say which unit or type was expected."""
+    try:
+        if path.suffix == ".npy":
+            depth = np.load(path, allow_pickle=False)
+            if depth.dtype.kind != "f":
+                raise ValueError(
+                    f"depth .npy files hold float metres, got {depth.dtype} (millimetres? save "
+                    "them as a 16-bit depth PNG, or divide by 1000 and save float32)"
+                )
+        else:
+            with Image.open(path) as image:
+                if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+                    raise ValueError(
+                        f"depth PNGs are 16-bit millimetres, got an image of mode {image.mode} "
+                        "(8 bits cannot hold a depth)"
+                    )
+                depth = np.asarray(image, dtype=np.float64) / DEPTH_PNG_UNITS_PER_METRE
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ValueError(f"cannot read depth {path}: {error}") from error
+    if depth.shape != shape:
+        raise ValueError(f"{path}: depth must be a {shape} number array, got {depth.shape}")
+    depth = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if (depth < 0).any():
+        raise ValueError(f"{path}: depth must be >= 0 (0 = invalid)")
+    valid = depth[depth > 0]
+    if valid.size and float(np.median(valid)) > MAX_PLAUSIBLE_DEPTH:
+        raise ValueError(
+            f"{path}: the median depth is {float(np.median(valid)):.0f} m; depth is in metres "
+            "(millimetres belong in a 16-bit PNG)"
+        )
+    return depth
 
 
 def read_scene(scene_dir: str | Path) -> dict[str, Any]:

@@ -529,7 +529,12 @@ def generate_dataset(
         raise ValueError(f"num_scenes must be >= 1, got {num_scenes}")
     config = config or SceneConfig()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output folder {out_dir} is a file")
     scene_dirs = [out_dir / f"scene_{i:04d}" for i in range(num_scenes)]
+    files = [d for d in scene_dirs if d.exists() and not d.is_dir()]
+    if files:  # never replaced, not even with overwrite: it is not a scene folder of ours
+        raise FileExistsError(f"{files[0]} is a file, not a scene folder; move it away")
     taken = [d for d in scene_dirs if d.is_dir() and any(d.iterdir())]
     if taken and not overwrite:
         raise FileExistsError(

@@ -53,6 +53,7 @@ from pixio_3d.geometry import points_from_z_depth, ray_directions, transform_poi
 from pixio_3d.pipeline import predict
 from pixio_3d.tasks import DEFAULT_VIEW_COUNTS, EvalOptions, get_task
 from pixio_core.imaging import normalize_images
+from pixio_core.io import atomic_write_text
 
 DEFAULT_OPTIONS = EvalOptions()
 RECONSTRUCTION_KEYS = (
@@ -391,21 +392,42 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def eval_outputs(out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The two files :func:`write_eval` writes into ``out_dir``."""
+    return Path(out_dir) / "results.json", Path(out_dir) / "results.md"
+
+
+def check_eval_outputs(out_dir: str | os.PathLike, overwrite: bool) -> None:
+    """``FileExistsError`` when ``out_dir`` already holds results and ``overwrite`` is false
+    (call it before the evaluation, so no work is lost)."""
+    existing = [str(p) for p in eval_outputs(out_dir) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(existing)} exist; pass --overwrite to replace them, or another --out"
+        )
+
+
 def write_eval(
-    rows: list[dict[str, Any]], out_dir: str | os.PathLike, meta: dict[str, Any] | None = None
+    rows: list[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Path]:
     """``out_dir/results.json`` (``{"meta", "rows"}``, NaN written as null) and
-    ``out_dir/results.md`` (:func:`markdown_table` under the meta lines). Returns both paths."""
+    ``out_dir/results.md`` (:func:`markdown_table` under the meta lines), atomically; existing
+    results are only replaced with ``overwrite``. Returns both paths."""
     if not rows:
         raise ValueError("no result rows to write")
+    check_eval_outputs(out_dir, overwrite)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     clean = [
         {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
         for row in rows
     ]
-    json_path, md_path = out / "results.json", out / "results.md"
-    json_path.write_text(json.dumps({"meta": meta or {}, "rows": clean}, indent=2))
+    json_path, md_path = eval_outputs(out)
+    atomic_write_text(json_path, json.dumps({"meta": meta or {}, "rows": clean}, indent=2))
     header = [f"- {key}: {value}" for key, value in (meta or {}).items()]
-    md_path.write_text("\n".join(["# pixio-recon-eval", "", *header, "", markdown_table(clean)]))
+    atomic_write_text(
+        md_path, "\n".join(["# pixio-recon-eval", "", *header, "", markdown_table(clean)])
+    )
     return json_path, md_path

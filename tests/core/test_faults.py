@@ -105,3 +105,19 @@ def test_damaged_checkpoint_files_are_named(tmp_path):
         warnings.simplefilter("error")  # an intact checkpoint loads without a warning
         save_encoder(create_encoder("pixio_vitt16", depth=1), tmp_path / "fine")
         load_encoder(tmp_path / "fine")
+
+
+def test_an_edited_config_or_integer_weights_do_not_build_a_wrong_model(tmp_path):
+    folder = save_encoder(create_encoder("pixio_vitt16", depth=1), tmp_path / "encoder")
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder"]["num_heads"] = 6  # the shapes still fit: only the hash can tell
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json does not match the SHA-256"):
+        load_encoder(folder)
+    from safetensors.torch import save_file
+
+    state = create_encoder("pixio_vitt16", depth=1).state_dict()
+    state["norm.weight"] = state["norm.weight"].to(torch.int32)
+    save_file(state, str(tmp_path / "ints.safetensors"))
+    with pytest.raises(ValueError, match="norm.weight: checkpoint dtype torch.int32"):
+        load_encoder(tmp_path / "ints.safetensors")

@@ -11,7 +11,14 @@ from PIL import Image
 
 from pixio_3d import geometry as geo
 from pixio_3d.cli.scenes import main as scenes_main
-from pixio_3d.data import MultiViewDataset, find_scenes, read_cameras, read_scene, write_scene
+from pixio_3d.data import (
+    MultiViewDataset,
+    find_scenes,
+    read_cameras,
+    read_scene,
+    read_view,
+    write_scene,
+)
 from pixio_3d.data.scenes import (
     SHAPES,
     SceneConfig,
@@ -368,6 +375,12 @@ def test_existing_scenes_are_not_overwritten_without_the_flag(tmp_path, capsys):
     with pytest.raises(SystemExit, match="scene_0000 exists and is not empty"):
         scenes_main([*args, "--seed", "1"])
     assert (tmp_path / "scene_0000" / "rgb" / "0000.png").read_bytes() == first
+    (tmp_path / "scene_0001").write_text("a user's file, not a scene")
+    with pytest.raises(SystemExit, match="scene_0001 is a file, not a scene folder"):
+        scenes_main([*args[:2], "2", *args[3:], "--overwrite"])
+    assert (tmp_path / "scene_0001").read_text() == "a user's file, not a scene"
+    assert (tmp_path / "scene_0000" / "rgb" / "0000.png").read_bytes() == first
+    (tmp_path / "scene_0001").unlink()
     views = render_scene(build_scene(0, 2, TINY), 24, 32)
     with pytest.raises(FileExistsError, match="scene_0000"):
         write_scene(
@@ -380,3 +393,36 @@ def test_existing_scenes_are_not_overwritten_without_the_flag(tmp_path, capsys):
     scenes_main([*args, "--seed", "1", "--overwrite"])
     assert (tmp_path / "scene_0000" / "rgb" / "0000.png").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene_0000"]  # no temp folders left
+
+
+def test_wrong_depth_units_implausible_cameras_and_truncated_files(dataset_root, tmp_path):
+    scene_dir = tmp_path / "scene"
+    shutil.copytree(dataset_root / "scene_0000", scene_dir)
+    cameras = read_cameras(scene_dir)
+    depth_file = scene_dir / "depth" / "0000.npy"
+    metres = np.load(depth_file)
+    np.save(depth_file, np.round(metres * 1000).astype(np.uint16))  # millimetres in a .npy
+    with pytest.raises(ValueError, match=r"depth/0000.npy.*float metres, got uint16"):
+        read_view(cameras, 0)
+    np.save(depth_file, (metres * 1000).astype(np.float32))  # millimetres as floats
+    with pytest.raises(ValueError, match=r"depth/0000.npy: the median depth is \d+ m"):
+        read_view(cameras, 0)
+    depth_file.unlink()
+    Image.fromarray(np.zeros((HEIGHT, WIDTH), np.uint8)).save(scene_dir / "depth" / "0000.png")
+    with pytest.raises(ValueError, match=r"depth/0000.png.*16-bit millimetres, got .* mode L"):
+        read_view(cameras, 0)
+    (scene_dir / "depth" / "0000.png").unlink()
+    np.save(depth_file, metres)
+    depth_file.write_bytes(depth_file.read_bytes()[:200])  # a cut copy
+    with pytest.raises(ValueError, match=r"cannot read depth .*depth/0000.npy"):
+        read_view(cameras, 0)
+    np.save(depth_file, metres)
+    rgb_file = scene_dir / "rgb" / "0001.png"
+    rgb_file.write_bytes(rgb_file.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"cannot read image .*rgb/0001.png"):
+        read_view(cameras, 1)
+    meta = json.loads((scene_dir / "cameras.json").read_text())
+    meta["views"][2]["intrinsics"][0][2] = 1e6
+    (scene_dir / "cameras.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"views\[2\].intrinsics: the principal point \(1e\+06"):
+        read_cameras(scene_dir)

@@ -207,6 +207,11 @@ def test_eval_cli_writes_every_metric(assets, tmp_path):
     result = json.loads((out / "results.json").read_text())
     assert [r["views"] for r in result["rows"]] == [2, 4]
     assert {r["view_selection"] for r in result["rows"]} == {"sequential"}
+    # a second evaluation into the same folder is refused before it runs, unless asked
+    again = [str(run / "checkpoints"), "--scenes", scenes, "--views", "2", "--out", str(out)]
+    with pytest.raises(SystemExit, match="results.json.* exist; pass --overwrite"):
+        eval_main(again)
+    assert json.loads((out / "results.json").read_text()) == result
     for row in result["rows"]:
         assert row["num_samples"] == 3 and set(RECONSTRUCTION_KEYS) <= set(row)
         assert 0 <= row["pose_auc_5"] <= row["pose_auc_30"] <= 1

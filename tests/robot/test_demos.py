@@ -182,3 +182,59 @@ def test_collect_cli_on_a_metaworld_task(tmp_path):
         "proprio",
         "state",
     )
+
+
+def _broken(demo_file, tmp_path, name, change):
+    import shutil
+
+    path = tmp_path / f"{name}.hdf5"
+    shutil.copy(demo_file[0], path)
+    with h5py.File(path, "a") as handle:
+        change(handle)
+    return path
+
+
+def _replace(handle, key, values):
+    del handle[key]
+    handle[key] = values
+
+
+BREAKAGES = {
+    "nan_action": (
+        lambda h: h["data/demo_2/actions"].__setitem__((3, 0), np.nan),
+        r"demo_2/actions holds non-finite",
+    ),
+    "short_obs": (
+        lambda h: _replace(h, "data/demo_1/obs/proprio", h["data/demo_1/obs/proprio"][:-1]),
+        r"demo_1/obs/proprio has \d+ steps, actions \d+",
+    ),
+    "other_image_size": (
+        lambda h: _replace(h, "data/demo_3/obs/pixels", h["data/demo_3/obs/pixels"][:, :16]),
+        r"demo_3/obs/pixels is uint8 \(16, 32, 3\), the first demo's uint8 \(32, 32, 3\)",
+    ),
+    "float_pixels": (
+        lambda h: [
+            _replace(h, f"data/demo_{i}/obs/pixels", h[f"data/demo_{i}/obs/pixels"][:] / 255.0)
+            for i in range(4)
+        ],
+        r"demo_0/obs/pixels must be uint8 images",
+    ),
+    "no_actions": (lambda h: h.__delitem__("data/demo_1/actions"), r"a demo lacks"),
+    "bad_mask": (
+        lambda h: _replace(h, "mask/train", np.array([b"demo_0", b"demo_9"])),
+        r"mask/train names demos that do not exist: \['demo_9'\]",
+    ),
+    "bad_env_args": (
+        lambda h: h["data"].attrs.__setitem__("env_args", "{not json"),
+        r"env_args'\] is not JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BREAKAGES))
+def test_every_demo_is_checked_up_front(demo_file, tmp_path, name):
+    change, message = BREAKAGES[name]
+    path = _broken(demo_file, tmp_path, name, change)
+    with pytest.raises(ValueError, match=message) as error:
+        inspect_demos(path, env_name=ENV)
+    assert str(path) in str(error.value)
