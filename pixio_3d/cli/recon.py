@@ -112,6 +112,14 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary["mode"] == "monocular":
         print("note: single photo -> monocular depth (no multi-view geometry)")
     print(f"intrinsics: {summary['intrinsics_source']}")
+    if summary.get("model", {}).get("small"):
+        print(f"note: {summary['model']['note']}")
+    scale = summary.get("metric_scale", {})
+    if scale.get("spread") is not None:
+        print(
+            f"metric scale: {scale['reliability']} (the middle half of the depth ratios within "
+            f"a factor of {scale['spread']:.2f})"
+        )
     if summary["mode"] != "monocular" and summary["pose_solver"] != "head":
         placed = sum(1 for photo in summary["photos"][1:] if photo.get("pose_support", 0) > 0)
         others = summary["num_views"] - 1 - placed
@@ -122,6 +130,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         if "bundle_adjustment_reprojection_error_px" in summary:
             error = summary["bundle_adjustment_reprojection_error_px"]
             print(f"bundle adjustment: mean reprojection error {error:.2f} px")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
     for skipped in summary["skipped"]:
         print(f"skipped {skipped['path']}: {skipped['reason']}")
     counts = summary["point_cloud"]["counts"]
@@ -137,7 +147,12 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['colmap']['points3D']} points) with images/"
     )
     print("  depth/          z-depth PNG + .npy per photo")
-    print("  confidence/     confidence PNG + .npy per photo")
+    fusion = summary["fusion"]
+    print(
+        f"fusion: {fusion['consistent']} of {fusion['pixels']} pixels consistent across views "
+        f"({fusion['seen_by_another_view']} seen by another view)"
+    )
+    print("  confidence/     multi-view support PNG + .npy per photo (network_confidence/: .npy)")
     print("  preview.png     render of the point cloud")
     print(
         f"  summary.json    cameras, skipped files, timings ({summary['seconds']['total']:.1f} s)"

@@ -70,9 +70,12 @@ def save_depth_map(
     return outputs
 
 
-def save_confidence_png(path: Path, confidence: np.ndarray) -> None:
-    """Grey-scale PNG of ``confidence (H, W)``, its 2nd..98th percentile stretched to 0..255."""
-    low, high = np.percentile(confidence, [2, 98])
+def save_confidence_png(
+    path: Path, confidence: np.ndarray, value_range: tuple[float, float] | None = None
+) -> None:
+    """Grey-scale PNG of ``confidence (H, W)``: ``value_range`` (e.g. ``(0, 1)``) mapped to
+    0..255, or by default its 2nd..98th percentile stretched to 0..255."""
+    low, high = value_range or np.percentile(confidence, [2, 98])
     scaled = np.clip((confidence - low) / max(high - low, 1e-12), 0, 1)
     Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(path, format="PNG")
 
@@ -81,21 +84,32 @@ def write_view_maps(
     folder: Path,
     stems: list[str],
     colors: np.ndarray,
-    prediction: dict[str, np.ndarray],
+    depth_z: np.ndarray,
+    confidence: np.ndarray,
+    network_confidence: np.ndarray | None = None,
     originals: list[PhotoTransform] | None = None,
+    confidence_range: tuple[float, float] | None = None,
 ) -> None:
-    """``images/``, ``depth/`` (z-depth) and ``confidence/`` of every view into ``folder``; with
-    ``originals`` (each view's :class:`PhotoTransform`) also ``depth_original/``."""
-    names = ("images", "depth", "confidence") + (("depth_original",) if originals else ())
+    """``images/``, ``depth/`` (z-depth ``(V, H, W)``) and ``confidence/`` (``(V, H, W)``) of
+    every view into ``folder``; with ``network_confidence`` also ``network_confidence/``
+    (``.npy``), with ``originals`` (each view's :class:`PhotoTransform`) also
+    ``depth_original/``. ``confidence_range`` fixes the confidence PNGs' grey scale."""
+    names = ["images", "depth", "confidence"]
+    names += ["network_confidence"] if network_confidence is not None else []
+    names += ["depth_original"] if originals else []
     for name in names:
         (folder / name).mkdir()
     for view, stem in enumerate(stems):
         Image.fromarray(colors[view]).save(folder / "images" / f"{stem}.png")
-        depth = prediction["depth_z"][view]
+        depth = depth_z[view]
         save_depth_map(folder / "depth" / f"{stem}.png", depth)
         if originals:
             original = originals[view].map_to_original(depth)
             save_depth_map(folder / "depth_original" / f"{stem}.png", original)
-        confidence = prediction["conf"][view]
-        np.save(folder / "confidence" / f"{stem}.npy", confidence.astype(np.float32))
-        save_confidence_png(folder / "confidence" / f"{stem}.png", confidence)
+        np.save(folder / "confidence" / f"{stem}.npy", confidence[view].astype(np.float32))
+        save_confidence_png(
+            folder / "confidence" / f"{stem}.png", confidence[view], confidence_range
+        )
+        if network_confidence is not None:
+            values = network_confidence[view].astype(np.float32)
+            np.save(folder / "network_confidence" / f"{stem}.npy", values)

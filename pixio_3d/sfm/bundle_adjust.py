@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +19,40 @@ import torch
 from pixio_3d.sfm.view_graph import ViewPair
 
 MIN_POINTS = 6  # fewer triangulated points: no bundle adjustment
+
+
+class SparseDepth(NamedTuple):
+    """The adjusted points as each view sees them: ``views (n,)``, ``pixels (n, 2)`` in the
+    network's view pixels (centres at +0.5) and ``z (n,)`` metric z-depth in that view's
+    camera."""
+
+    views: np.ndarray
+    pixels: np.ndarray
+    z: np.ndarray
+
+
+class BundleResult(NamedTuple):
+    """``poses`` camera-to-world per placed view (view 0 the identity, metric), ``intrinsics``
+    (keypoint-image pixels), mean ``reprojection_error`` (px), ``num_points``, the ``sparse``
+    observations, and the metric ``scale`` (median of the network's z over the points' z) with
+    its ``scale_spread``: the interquartile range of the log ratios, as a factor (1.1 = the
+    middle half of the observations agree on the scale within +-5 %)."""
+
+    poses: dict[int, np.ndarray]
+    intrinsics: np.ndarray
+    reprojection_error: float
+    num_points: int
+    sparse: SparseDepth
+    scale: float
+    scale_spread: float
+
+
+def scale_spread(ratios: np.ndarray) -> float:
+    """``exp(IQR(log ratios))``: how much the middle half of the depth ratios disagree."""
+    if len(ratios) < 2:
+        return float("nan")
+    low, high = np.percentile(np.log(ratios), [25, 75])
+    return float(np.exp(high - low))
 
 
 def sample_depth(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -183,15 +217,15 @@ def bundle_adjust(
     max_error: float = 4.0,
     rounds: int = 2,
     max_iterations: int = 25,
-) -> tuple[dict[int, np.ndarray], np.ndarray, float, int] | None:
+) -> BundleResult | None:
     """Refine the chained poses of the placed views (and each one's focal length when
     ``refine_focal``) by COLMAP's bundle adjustment (pycolmap/Ceres, Cauchy loss, gauge fixed
     on two cameras) of the tracks of all verified pairs (:func:`feature_tracks`), triangulated
     from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels); ``rounds``
     times, re-triangulating in between as COLMAP does. The result is moved back to view 0's
     frame and to the network's metric scale (median ratio of its z-depth to the points' at the
-    observations). Returns the poses, intrinsics (keypoint-image pixels), mean reprojection
-    error and number of points, or None (too few points)."""
+    observations, over all views and pairs). Returns a :class:`BundleResult`, or None (too few
+    points)."""
     import pycolmap
 
     tracks = feature_tracks(features, edges, set(cam2world))
@@ -236,7 +270,8 @@ def bundle_adjust(
             pixels.append(features[v][0][element.point2D_idx])
             z.append(world2cam[v][2, :3] @ point.xyz + world2cam[v][2, 3])
     pixels = np.array(pixels).reshape(-1, 2) / np.diag(to_photo)[:2]
-    ratios = depth_ratios(depth, np.array(views, np.int64), pixels, np.array(z, np.float64))
+    views, z = np.array(views, np.int64), np.array(z, np.float64)
+    ratios = depth_ratios(depth, views, pixels, z)
     if len(ratios) < MIN_POINTS:
         return None
     scale = float(np.median(ratios))
@@ -248,4 +283,14 @@ def bundle_adjust(
         poses[v] = pose
     reconstruction.update_point_3d_errors()
     error = float(reconstruction.compute_mean_reprojection_error())
-    return poses, k_photo, error, reconstruction.num_points3D()
+    in_front = z > 0
+    sparse = SparseDepth(views[in_front], pixels[in_front], z[in_front] * scale)
+    return BundleResult(
+        poses,
+        k_photo,
+        error,
+        reconstruction.num_points3D(),
+        sparse,
+        scale,
+        scale_spread(ratios),
+    )

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from pixio_3d.geometry import points_from_z_depth, ray_directions
-from pixio_3d.sfm.bundle_adjust import bundle_adjust, depth_ratios
+from pixio_3d.sfm.bundle_adjust import SparseDepth, bundle_adjust, depth_ratios
+from pixio_3d.sfm.depth_fit import MODELS, fit_depth_to_points
 from pixio_3d.sfm.features import sift_extractor, sift_features
 from pixio_3d.sfm.matches import MIN_MATCHES
 from pixio_3d.sfm.settings import DEFAULT_FEATURE_SETTINGS, FeatureSettings
@@ -43,7 +44,10 @@ class FeaturePoses(NamedTuple):
     pose); ``intrinsics (V, 3, 3)`` at the network's size: the given ones, or the bundle
     adjustment's refined focal length where it refined one; ``reprojection_error`` the bundle
     adjustment's final mean reprojection error in pixels of the keypoint images (NaN without
-    one); ``num_points`` its 3D points (0 without one).
+    one); ``num_points`` its 3D points (0 without one); ``sparse`` their observations in the
+    views (:class:`~pixio_3d.sfm.bundle_adjust.SparseDepth`, None without an adjustment);
+    ``scale_spread`` how much the depth ratios behind the metric scale disagree (see
+    :class:`~pixio_3d.sfm.bundle_adjust.BundleResult`).
     """
 
     poses: torch.Tensor
@@ -51,6 +55,8 @@ class FeaturePoses(NamedTuple):
     intrinsics: torch.Tensor
     reprojection_error: float = float("nan")
     num_points: int = 0
+    sparse: SparseDepth | None = None
+    scale_spread: float = float("nan")
 
 
 def poses_from_features(
@@ -135,7 +141,7 @@ def poses_from_keypoints(
         pose[:3, 3] *= np.median(ratios)
         edges.append(ViewPair(len(matches), i, j, pose, matches))
     cam2world, placed_by = chain_view_graph(edges, views)
-    error, num_points = float("nan"), 0
+    error, num_points, sparse, spread = float("nan"), 0, None, float("nan")
     if settings.bundle_adjustment and len(cam2world) >= 2:
         adjusted = bundle_adjust(
             features,
@@ -151,13 +157,16 @@ def poses_from_keypoints(
             max_iterations=settings.ba_max_iterations,
         )
         if adjusted is not None:
-            cam2world, k_photo, error, num_points = adjusted
+            cam2world, k_photo, error, num_points = adjusted[:4]
+            sparse, spread = adjusted.sparse, adjusted.scale_spread
     poses = fallback.detach().clone()
     for view, pose in cam2world.items():
         if view > 0:
             poses[view] = torch.from_numpy(pose).to(poses)
     k_network = torch.from_numpy(np.linalg.inv(to_photo) @ k_photo).to(intrinsics)
-    return FeaturePoses(poses, torch.from_numpy(placed_by), k_network, error, num_points)
+    return FeaturePoses(
+        poses, torch.from_numpy(placed_by), k_network, error, num_points, sparse, spread
+    )
 
 
 def with_refined_intrinsics(
@@ -190,6 +199,7 @@ def refine_with_features(
     *,
     refine_focal: bool,
     settings: FeatureSettings | None = None,
+    fit_depth: bool | Sequence[str] = True,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """The ``features`` solver on every scene of a prediction (the output of
     :meth:`~pixio_3d.models.ReconstructionModel.infer`, batch first).
@@ -198,13 +208,16 @@ def refine_with_features(
     framing the views exactly. ``refine_focal``: the intrinsics were predicted, so the bundle
     adjustment also refines each view's focal length, and the returned prediction carries the
     refined intrinsics with the rays, camera-frame points and depths along the rays that follow
-    from them (the z-depth stays the network's).
+    from them (for the same z-depth). ``fit_depth``: each view's z-depth is then fitted to the
+    bundle-adjusted points it sees (:func:`with_fitted_depth`; a sequence of model names of
+    :data:`pixio_3d.sfm.depth_fit.MODELS` limits the fit to those).
 
     Returns ``(prediction, poses (B, V, 4, 4), support (B, V))``; the prediction also gets
     ``pose_reprojection_error (B,)``, the bundle adjustment's mean reprojection error in pixels
-    of the keypoint images (NaN where none ran). ``support`` is the inlier count of the
-    view-graph edge that placed each view (0 for view 0 and for views that kept the head's
-    pose)."""
+    of the keypoint images (NaN where none ran), and ``metric_scale_spread (B,)``, how much the
+    depth ratios behind the metric scale disagree (NaN without an adjustment). ``support`` is
+    the inlier count of the view-graph edge that placed each view (0 for view 0 and for views
+    that kept the head's pose)."""
     batch = out["depth_z"].shape[0]
     if len(photos) != batch:
         raise ValueError(f"photos for {len(photos)} scenes, images of {batch}")
@@ -226,6 +239,50 @@ def refine_with_features(
     out["pose_reprojection_error"] = torch.tensor(
         [found.reprojection_error for found in solved], device=poses.device
     )
+    out["metric_scale_spread"] = torch.tensor(
+        [found.scale_spread for found in solved], device=poses.device
+    )
     if refine_focal:
         out = with_refined_intrinsics(out, solved)
+    if fit_depth:
+        models = MODELS if fit_depth is True else tuple(fit_depth)
+        out = with_fitted_depth(out, solved, models)
     return out, poses, support
+
+
+def with_fitted_depth(
+    out: dict[str, torch.Tensor],
+    solved: Sequence[FeaturePoses],
+    models: tuple[str, ...] = MODELS,
+) -> dict[str, torch.Tensor]:
+    """``out`` with each view's z-depth fitted to the bundle-adjusted points it sees
+    (:func:`pixio_3d.sfm.depth_fit.fit_depth_to_points`) and the camera-frame points and depths
+    along the rays that follow; adds ``depth_fit_points (B, V)`` and the median relative depth
+    error at those points before / after, ``depth_fit_error_before`` / ``_after (B, V)`` (NaN
+    without points). Scenes without a bundle adjustment keep the network's depth."""
+    out = dict(out)
+    batch, views = out["depth_z"].shape[:2]
+    for key in ("depth_z", "pts3d_cam", "depth_along_ray"):
+        out[key] = out[key].clone()
+    counts = torch.zeros(batch, views, dtype=torch.long)
+    before = torch.full((batch, views), float("nan"))
+    after = torch.full((batch, views), float("nan"))
+    for b, found in enumerate(solved):
+        if found.sparse is None or not len(found.sparse.z):
+            continue
+        depth = out["depth_z"][b].detach().double().cpu().numpy()
+        fitted, report = fit_depth_to_points(depth, found.sparse, models=models)
+        depth_z = torch.from_numpy(fitted).to(out["depth_z"])
+        points_cam = points_from_z_depth(depth_z, out["intrinsics"][b].to(depth_z))
+        out["depth_z"][b], out["pts3d_cam"][b] = depth_z, points_cam
+        out["depth_along_ray"][b] = points_cam.norm(dim=-1)
+        counts[b] = torch.tensor([fit.points for fit in report])
+        before[b] = torch.tensor([fit.before for fit in report])
+        after[b] = torch.tensor([fit.after for fit in report])
+    device = out["depth_z"].device
+    out.update(
+        depth_fit_points=counts.to(device),
+        depth_fit_error_before=before.to(device),
+        depth_fit_error_after=after.to(device),
+    )
+    return out

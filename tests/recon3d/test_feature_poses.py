@@ -330,8 +330,16 @@ def test_infer_with_the_feature_solver(rendered):
     x = ((small - mean) / std)[None]
     intrinsics = torch.from_numpy(np.diag([0.5, 0.5, 1.0]) @ rendered.intrinsics).float()[None]
     head = model.infer(x, intrinsics)
-    solved = predict(model, x, intrinsics, pose_solver="features", photos=[list(rendered.rgb)])
-    torch.testing.assert_close(solved["pts3d_cam"], head["pts3d_cam"])  # geometry unchanged
+    photos = [list(rendered.rgb)]
+    kept = predict(model, x, intrinsics, pose_solver="features", photos=photos, fit_depth=False)
+    torch.testing.assert_close(kept["pts3d_cam"], head["pts3d_cam"])  # the network's geometry
+    solved = predict(model, x, intrinsics, pose_solver="features", photos=photos)
+    torch.testing.assert_close(solved["camera_poses"], kept["camera_poses"])
+    # the arbitrary depth of the untrained model is fitted to the SfM points each view sees
+    assert bool((solved["depth_fit_points"][0] > 30).all())
+    before, after = solved["depth_fit_error_before"][0], solved["depth_fit_error_after"][0]
+    assert bool((after <= before + 1e-9).all()) and float(after.mean()) < 0.7 * float(before.mean())
+    assert 1.0 <= float(solved["metric_scale_spread"][0]) < 10
     torch.testing.assert_close(solved["camera_poses"][:, 0], torch.eye(4)[None])
     torch.testing.assert_close(
         solved["pts3d"], transform_points(solved["camera_poses"], solved["pts3d_cam"])

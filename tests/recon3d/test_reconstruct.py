@@ -153,8 +153,14 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
         assert depth.shape == (HEIGHT, WIDTH) and depth.dtype == np.float32
         np.testing.assert_allclose(depth, expected["depth_z"][view], rtol=1e-5)
         confidence = np.load(out / summary["photos"][view]["confidence"])
-        assert confidence.shape == (HEIGHT, WIDTH) and (confidence >= 1).all()
+        assert (
+            confidence.shape == (HEIGHT, WIDTH)
+            and (confidence >= 0).all()
+            and (confidence <= 1).all()
+        )
         stem = name.removesuffix(".png")
+        network = np.load(out / "network_confidence" / f"{stem}.npy")
+        assert network.shape == (HEIGHT, WIDTH) and (network >= 1).all()
         assert Image.open(out / "depth" / f"{stem}.png").size == (WIDTH, HEIGHT)
         assert Image.open(out / "confidence" / f"{stem}.png").size == (WIDTH, HEIGHT)
     assert summary["colmap"]["observations"] > 0
@@ -350,10 +356,25 @@ def test_checkpoint_errors_name_the_fix(tmp_path, monkeypatch, checkpoints):
 
 
 def test_summary_gives_the_bundle_adjustment_error_only_when_one_ran():
-    from pixio_3d.pipeline import _reprojection_error
+    from pixio_3d.pipeline.report import reprojection_error_entry as _reprojection_error
 
     assert _reprojection_error({}) == {}
     assert _reprojection_error({"pose_reprojection_error": np.array(np.nan)}) == {}
     assert _reprojection_error({"pose_reprojection_error": np.array(0.25)}) == {
         "bundle_adjustment_reprojection_error_px": 0.25
     }
+
+
+def test_duplicate_photos_and_unplaced_views_are_reported(tmp_path, renders, model, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):
+        Image.fromarray(renders[index]).save(photos / f"view{index}.png")
+    Image.fromarray(renders[1]).save(photos / "view1_again.png")  # the same photo twice
+    summary = reconstruct_photos(photos, tmp_path / "out", model, focal_px=FOCAL, **FAST)
+    warnings = " ".join(summary["warnings"])
+    assert "view1_again.png duplicates view1.png" in warnings
+    assert summary["metric_scale"]["reliability"] in ("good", "fair", "poor", "unknown")
+    fusion = summary["fusion"]
+    assert 0 < fusion["consistent"] <= fusion["pixels"]
+    assert summary["model"]["small"] and "only a prior" in summary["model"]["note"]

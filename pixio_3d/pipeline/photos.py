@@ -12,11 +12,16 @@ of them at once and writes, into ``out_dir``::
                                is the layout gsplat / nerfstudio / COLMAP expect
     transforms.json            the same cameras for nerfstudio (``ns-train splatfacto --data
                                OUT_DIR``): OpenGL camera axes, ``ply_file_path`` = points.ply
-    points.ply                 coloured points: confidence filter, voxel grid, outlier removal
+    points.ply                 coloured points: the network's confidence, multi-view
+                               consistency, voxel grid, outlier removal
     scene.glb                  the same points and one wire frustum per camera (glTF, y up)
     depth/<stem>.png, .npy     z-depth in metres (colour map, float32 ``(H, W)``)
     confidence/<stem>.png, .npy
-                               the model's confidence (grey scale, float32 ``(H, W)``, >= 1)
+                               multi-view support in [0, 1] (:mod:`pixio_3d.sfm.fusion`: the
+                               share of the other views that see the pixel and agree, 0.5 when
+                               none sees it; grey scale 0..1, float32 ``(H, W)``)
+    network_confidence/<stem>.npy
+                               the network's own confidence (float32 ``(H, W)``, >= 1)
     depth_original/<stem>.png, .npy
                                with ``original_depth=True`` (``--original-depth``): the depth
                                on each upright original photo's pixel grid (nearest working
@@ -31,6 +36,10 @@ OpenCV camera-to-world in the frame of the first photo; units are the model's me
 By default they come from SIFT two-view geometry in the working views with translation lengths
 from the model's depth (``pose_solver="features"``); ``summary["pose_solver"]`` says which solver
 ran, and each photo's ``pose_support`` how many inliers placed it (0: the pose head's camera).
+With them, each view's depth is fitted to the bundle-adjusted points it sees (each photo's
+``depth_fit``), and ``summary["metric_scale"]`` says how well the views agree on the metric
+scale. The views are then fused: a pixel enters the point cloud only where its depth agrees
+with the other views that see it (``summary["fusion"]``).
 
 One photo falls back to monocular depth: the reconstruction model runs on that single view (its
 camera is the identity) and ``summary["mode"]`` is ``"monocular"``. Nothing already in
@@ -59,14 +68,16 @@ from tqdm import tqdm
 from pixio_3d import export
 from pixio_3d.data.photos import LoadedPhotos, load_photos
 from pixio_3d.export.preview import render_point_cloud_preview
-from pixio_3d.geometry import quaternion_translation_from_pose, transform_points
 from pixio_3d.models import ReconstructionModel
-from pixio_3d.sfm import POSE_SOLVERS, FeatureSettings, poses_from_matches, refine_with_features
-from pixio_core.imaging import denormalize_images, normalize_images
+from pixio_3d.pipeline.predict import predict_views
+from pixio_3d.pipeline.report import build_summary, degenerate_inputs, model_note
+from pixio_3d.sfm import FeatureSettings
+from pixio_3d.sfm.fusion import REL_TOL, consistency
 
-__all__ = ["OUTPUT_ENTRIES", "predict", "predict_views", "reconstruct_photos"]
+__all__ = ["OUTPUT_ENTRIES", "reconstruct_photos"]
 
 logger = logging.getLogger(__name__)
+
 
 OUTPUT_ENTRIES = (
     "images",
@@ -76,112 +87,24 @@ OUTPUT_ENTRIES = (
     "scene.glb",
     "depth",
     "confidence",
+    "network_confidence",
     "depth_original",
     "preview.png",
     "summary.json",  # written last: a folder with it holds a complete reconstruction
 )
-STAGES = ("load photos", "model", "maps", "point cloud", "glb", "colmap", "nerfstudio", "preview")
 
 
-@torch.no_grad()
-def predict(
-    model: ReconstructionModel,
-    images: torch.Tensor,
-    intrinsics: torch.Tensor | None = None,
-    *,
-    pose_solver: str = "head",
-    photos: Sequence[Sequence[np.ndarray]] | None = None,
-    feature_settings: FeatureSettings | None = None,
-) -> dict[str, torch.Tensor]:
-    """The network's reconstruction (:meth:`ReconstructionModel.infer`) with the cameras from
-    ``pose_solver``: the stages :mod:`pixio_3d.models` -> :mod:`pixio_3d.sfm` joined.
-
-    Args:
-        images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16, ``V >= 1``.
-        intrinsics: optional known ``(B, V, 3, 3)`` (see :meth:`ReconstructionModel.infer`).
-        pose_solver: ``head`` (the pose head's poses), ``matches`` (a robust rigid fit of each
-            view's camera-frame points to view 0's at the pose-matching matches,
-            :mod:`pixio_3d.sfm.matches`; needs ``pose_matching``; views with too few matches
-            keep the head's pose) or ``features`` (SIFT two-view geometry chained over a view
-            graph and bundle-adjusted, translation lengths from the predicted depth; views it
-            cannot place keep the head's pose; :mod:`pixio_3d.sfm.refine`).
-        photos: for ``features`` only: per scene the ``V`` uint8 ``(H', W', 3)`` images the
-            keypoints come from, framing the views exactly (e.g. the photos at a higher
-            resolution than the network's); default: the views themselves.
-        feature_settings: for ``features`` only (default :class:`FeatureSettings()`).
-
-    Returns the outputs of :meth:`ReconstructionModel.infer`; with ``matches`` or ``features``
-    also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the view-graph
-    edge (``features``) behind each view's pose, 0 where the head's pose was kept (and for view
-    0); with ``features`` also ``pose_reprojection_error (B,)`` (NaN where no bundle
-    adjustment ran). Without known ``intrinsics``, ``features`` returns the focal lengths the
-    bundle adjustment refined, with the rays, camera-frame points and depths along the rays
-    that follow from them (the z-depth stays the network's).
-    """
-    if pose_solver not in POSE_SOLVERS:
-        raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
-    if pose_solver == "matches" and not model.config.pose_matching:
-        raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
-    out = model.infer(images, intrinsics, keep_match_logits=pose_solver == "matches")
-    if pose_solver == "head":
-        return out
-    if pose_solver == "matches":
-        grid = (images.shape[-2] // model.patch_size, images.shape[-1] // model.patch_size)
-        match_logits = out.pop("match_logits")
-        poses, support = poses_from_matches(
-            out["pts3d_cam"], match_logits, out["camera_poses"], grid
-        )
-    else:
-        if photos is None:  # the views' own colours
-            pixels = (denormalize_images(images.float()) * 255.0).round().to(torch.uint8)
-            photos = [list(scene.permute(0, 2, 3, 1).cpu().numpy()) for scene in pixels]
-        out, poses, support = refine_with_features(
-            out, photos, refine_focal=intrinsics is None, settings=feature_settings
-        )
-    quats, trans = quaternion_translation_from_pose(poses)
-    out.update(
-        pose_support=support,
-        camera_poses=poses,
-        cam_quats=quats,
-        cam_trans=trans,
-        pts3d=transform_points(poses, out["pts3d_cam"]),
-    )
-    return out
-
-
-def predict_views(
-    model: ReconstructionModel,
-    images: torch.Tensor,
-    intrinsics: torch.Tensor | None = None,
-    pose_solver: str = "head",
-    feature_settings: FeatureSettings | None = None,
-) -> dict[str, np.ndarray]:
-    """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
-    ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (with
-    ``feature_settings`` for ``features``; see :func:`predict`). Returns the outputs of
-    :func:`predict` for that scene as float64 numpy arrays without the batch axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
-    """
-    if not isinstance(model, ReconstructionModel):
-        raise ValueError(
-            f"reconstruction needs a ReconstructionModel (checkpoint task 'reconstruction'), got "
-            f"{type(model).__name__}; for a single photo with a depth checkpoint use pixio-depth"
-        )
-    device = next(model.parameters()).device
-    normalized = normalize_images(images.to(device))[None]
-    known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
-    photos = None
-    if pose_solver == "features":  # the keypoints come from the views' own uint8 colours
-        pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-        photos = [list(pixels.cpu().numpy())]
-    outputs = predict(
-        model,
-        normalized,
-        known,
-        pose_solver=pose_solver,
-        photos=photos,
-        feature_settings=feature_settings,
-    )
-    return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}
+STAGES = (
+    "load photos",
+    "model",
+    "fusion",
+    "maps",
+    "point cloud",
+    "glb",
+    "colmap",
+    "nerfstudio",
+    "preview",
+)
 
 
 def _existing_outputs(out_dir: Path) -> list[str]:
@@ -229,14 +152,6 @@ def _known_focals(
     missing = sum(f is None for f in exif)
     note = f" ({missing} of {len(exif)} photos without an EXIF focal length)" if exif_focal else ""
     return None, "fitted to the predicted rays" + note
-
-
-def _reprojection_error(prediction: dict[str, np.ndarray]) -> dict[str, float]:
-    """The features solver's bundle-adjustment error (working pixels), when one ran."""
-    error = prediction.get("pose_reprojection_error")
-    if error is None or not np.isfinite(error):
-        return {}
-    return {"bundle_adjustment_reprojection_error_px": float(error)}
 
 
 def _check_intrinsics(intrinsics: np.ndarray, names: list[str]) -> None:
@@ -391,16 +306,28 @@ def reconstruct_photos(
             _check_intrinsics(prediction["intrinsics"], names)
         colors = np.round(photos.images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
         poses, intrinsics = prediction["camera_poses"], prediction["intrinsics"]
+        with timed("fusion"):
+            fused = consistency(prediction["depth_z"], intrinsics, poses)
 
         with _staging_folder(out_dir) as staging:
             with timed("maps"):
                 originals = photos.transforms if original_depth else None
-                export.write_view_maps(staging, stems, colors, prediction, originals)
+                export.write_view_maps(
+                    staging,
+                    stems,
+                    colors,
+                    prediction["depth_z"],
+                    fused.support,
+                    network_confidence=prediction["conf"],
+                    originals=originals,
+                    confidence_range=(0.0, 1.0),
+                )
             with timed("point cloud"):
                 cloud, cloud_info = _write_point_cloud(
                     staging / "points.ply",
                     prediction,
                     colors,
+                    consistent=fused.keep,
                     min_confidence=min_confidence,
                     confidence_quantile=confidence_quantile,
                     voxel_size=voxel_size,
@@ -454,7 +381,9 @@ def reconstruct_photos(
                     width=preview_size[0],
                     height=preview_size[1],
                 )
-            summary = _summary(photo_dir, out_dir, photos, stems, prediction, intrinsics_source)
+            summary = build_summary(
+                photo_dir, out_dir, photos, stems, prediction, intrinsics_source
+            )
             summary["pose_solver"] = pose_solver
             if pose_solver == "features":
                 summary["feature_settings"] = asdict(feature_settings or FeatureSettings())
@@ -465,6 +394,19 @@ def reconstruct_photos(
                 for entry, stem in zip(summary["photos"], stems, strict=True):
                     entry["depth_original"] = f"depth_original/{stem}.npy"
             summary["checkpoint"] = checkpoint
+            summary["model"] = model_note(model)
+            summary["confidence"] = (
+                "confidence/: multi-view support in [0, 1], (agreeing + 0.5) / (seeing + 1) of "
+                "the other views (0.5: no other view sees the pixel); network_confidence/: the "
+                "network's own (>= 1)"
+            )
+            summary["fusion"] = {
+                "relative_depth_tolerance": REL_TOL,
+                "pixels": int(np.isfinite(prediction["depth_z"]).sum()),
+                "seen_by_another_view": int((fused.seen > 0).sum()),
+                "consistent": int(fused.keep.sum()),
+            }
+            summary["warnings"] = degenerate_inputs(colors, prediction, names, pose_solver)
             summary["point_cloud"] = cloud_info
             summary["colmap"] = {
                 "path": "sparse/0",
@@ -485,6 +427,7 @@ def _write_point_cloud(
     prediction: dict[str, np.ndarray],
     colors: np.ndarray,
     *,
+    consistent: np.ndarray,
     min_confidence: float | None,
     confidence_quantile: float,
     voxel_size: float | None,
@@ -492,8 +435,9 @@ def _write_point_cloud(
     max_points: int,
     seed: int,
 ) -> tuple[export.FilteredPoints, dict[str, Any]]:
-    """Filter the predicted points (:func:`pixio_3d.export.filter_point_cloud`) and write them
-    to ``points.ply``; return the written points and what was done (threshold, voxel size,
+    """Filter the predicted points (the network's confidence, then the multi-view
+    ``consistent (V, H, W)`` mask, then :func:`pixio_3d.export.filter_point_cloud`) and write
+    them to ``points.ply``; return the written points and what was done (threshold, voxel size,
     counts)."""
     points = prediction["pts3d"].reshape(-1, 3)
     confidence = prediction["conf"].reshape(-1)
@@ -502,11 +446,18 @@ def _write_point_cloud(
         threshold = export.confidence_threshold(confidence[finite], confidence_quantile)
     else:
         threshold = float(min_confidence)
-    keep = np.flatnonzero(finite & (confidence >= threshold))
-    if len(keep) == 0:
+    confident_mask = finite & (confidence >= threshold)
+    keep = np.flatnonzero(confident_mask & consistent.reshape(-1))
+    inconsistent = int(confident_mask.sum()) - len(keep)
+    if not confident_mask.any():
         raise ValueError(
             f"no pixel has confidence >= {threshold:.4g} (the model's confidences lie in "
             f"[{confidence[finite].min():.4g}, {confidence[finite].max():.4g}]); lower it"
+        )
+    if len(keep) == 0:
+        raise ValueError(
+            "no confident pixel is consistent across the views (every one disagrees with the "
+            "other views that see it): the cameras or the depth are wrong"
         )
     confident = len(keep)
     if len(keep) > max_points:
@@ -523,63 +474,12 @@ def _write_point_cloud(
     info = {
         "min_confidence": threshold,
         "voxel_size": voxel_size or None,
-        "counts": {"pixels": len(points), "confident": confident, **cloud.counts},
+        "counts": {
+            "pixels": len(points),
+            "network_confident": int(confident_mask.sum()),
+            "dropped_inconsistent": inconsistent,
+            "confident": confident,
+            **cloud.counts,
+        },
     }
     return cloud, info
-
-
-def _summary(
-    photo_dir: Path,
-    out_dir: Path,
-    photos: LoadedPhotos,
-    stems: list[str],
-    prediction: dict[str, np.ndarray],
-    intrinsics_source: str,
-) -> dict[str, Any]:
-    num_views, _, height, width = photos.images.shape
-    if num_views == 1:
-        mode = "monocular"
-        message = (
-            f"only one photo ({photos.paths[0].name}): monocular depth from the reconstruction "
-            "model run on this single view; its camera is the identity and the scale is the "
-            "model's guess"
-        )
-    else:
-        mode, message = "multi_view", f"reconstructed {num_views} photos"
-    per_photo = []
-    for view, (path, stem, transform) in enumerate(
-        zip(photos.paths, stems, photos.transforms, strict=True)
-    ):
-        intrinsics = prediction["intrinsics"][view]
-        per_photo.append(
-            {
-                "path": str(path),
-                "image": f"images/{stem}.png",
-                "depth": f"depth/{stem}.npy",
-                "confidence": f"confidence/{stem}.npy",
-                "original_size": list(transform.original_size),
-                "crop": {"scale": transform.scale, "left": transform.left, "top": transform.top},
-                "intrinsics": intrinsics.tolist(),
-                "intrinsics_original": transform.intrinsics_to_original(intrinsics).tolist(),
-                "cam2world": prediction["camera_poses"][view].tolist(),
-            }
-        )
-        if "pose_support" in prediction:
-            per_photo[-1]["pose_support"] = int(prediction["pose_support"][view])
-    return {
-        "mode": mode,
-        "message": message,
-        "photo_dir": str(photo_dir.resolve()),
-        "out_dir": str(out_dir.resolve()),
-        "num_views": num_views,
-        "image_size": {"height": height, "width": width},
-        "resolution": "cameras, depth and confidence are at the working image_size; "
-        "intrinsics_original maps each camera to its upright original photo",
-        "pose_convention": "OpenCV camera-to-world (x right, y down, z forward); world = the "
-        "camera of the first photo; depth maps are z-depth",
-        "intrinsics_source": intrinsics_source,
-        "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
-        **_reprojection_error(prediction),
-        "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
-        "photos": per_photo,
-    }

@@ -1,0 +1,127 @@
+"""The network joined with the pose solvers: :func:`predict` (a batch of scenes as tensors)
+and :func:`predict_views` (one scene of views in [0, 1], as numpy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from pixio_3d.geometry import quaternion_translation_from_pose, transform_points
+from pixio_3d.models import ReconstructionModel
+from pixio_3d.sfm import POSE_SOLVERS, FeatureSettings, poses_from_matches, refine_with_features
+from pixio_core.imaging import denormalize_images, normalize_images
+
+__all__ = ["predict", "predict_views"]
+
+
+@torch.no_grad()
+def predict(
+    model: ReconstructionModel,
+    images: torch.Tensor,
+    intrinsics: torch.Tensor | None = None,
+    *,
+    pose_solver: str = "head",
+    photos: Sequence[Sequence[np.ndarray]] | None = None,
+    feature_settings: FeatureSettings | None = None,
+    fit_depth: bool | Sequence[str] = True,
+) -> dict[str, torch.Tensor]:
+    """The network's reconstruction (:meth:`ReconstructionModel.infer`) with the cameras from
+    ``pose_solver``: the stages :mod:`pixio_3d.models` -> :mod:`pixio_3d.sfm` joined.
+
+    Args:
+        images: ``(B, V, 3, H, W)`` ImageNet-normalized, ``H, W`` multiples of 16, ``V >= 1``.
+        intrinsics: optional known ``(B, V, 3, 3)`` (see :meth:`ReconstructionModel.infer`).
+        pose_solver: ``head`` (the pose head's poses), ``matches`` (a robust rigid fit of each
+            view's camera-frame points to view 0's at the pose-matching matches,
+            :mod:`pixio_3d.sfm.matches`; needs ``pose_matching``; views with too few matches
+            keep the head's pose) or ``features`` (SIFT two-view geometry chained over a view
+            graph and bundle-adjusted, translation lengths from the predicted depth; views it
+            cannot place keep the head's pose; :mod:`pixio_3d.sfm.refine`).
+        photos: for ``features`` only: per scene the ``V`` uint8 ``(H', W', 3)`` images the
+            keypoints come from, framing the views exactly (e.g. the photos at a higher
+            resolution than the network's); default: the views themselves.
+        feature_settings: for ``features`` only (default :class:`FeatureSettings()`).
+        fit_depth: for ``features`` only: fit each view's depth to the bundle-adjusted points it
+            sees (:mod:`pixio_3d.sfm.depth_fit`), so the dense geometry agrees with the cameras
+            (a sequence of model names limits the fit, e.g. ``("none", "scale")``).
+
+    Returns the outputs of :meth:`ReconstructionModel.infer`; with ``matches`` or ``features``
+    also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the view-graph
+    edge (``features``) behind each view's pose, 0 where the head's pose was kept (and for view
+    0); with ``features`` also ``pose_reprojection_error (B,)`` (NaN where no bundle
+    adjustment ran). Without known ``intrinsics``, ``features`` returns the focal lengths the
+    bundle adjustment refined, with the rays, camera-frame points and depths along the rays
+    that follow from them (the z-depth stays the network's).
+    """
+    if pose_solver not in POSE_SOLVERS:
+        raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
+    if pose_solver == "matches" and not model.config.pose_matching:
+        raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
+    out = model.infer(images, intrinsics, keep_match_logits=pose_solver == "matches")
+    if pose_solver == "head":
+        return out
+    if pose_solver == "matches":
+        grid = (images.shape[-2] // model.patch_size, images.shape[-1] // model.patch_size)
+        match_logits = out.pop("match_logits")
+        poses, support = poses_from_matches(
+            out["pts3d_cam"], match_logits, out["camera_poses"], grid
+        )
+    else:
+        if photos is None:  # the views' own colours
+            pixels = (denormalize_images(images.float()) * 255.0).round().to(torch.uint8)
+            photos = [list(scene.permute(0, 2, 3, 1).cpu().numpy()) for scene in pixels]
+        out, poses, support = refine_with_features(
+            out,
+            photos,
+            refine_focal=intrinsics is None,
+            settings=feature_settings,
+            fit_depth=fit_depth,
+        )
+    quats, trans = quaternion_translation_from_pose(poses)
+    out.update(
+        pose_support=support,
+        camera_poses=poses,
+        cam_quats=quats,
+        cam_trans=trans,
+        pts3d=transform_points(poses, out["pts3d_cam"]),
+    )
+    return out
+
+
+def predict_views(
+    model: ReconstructionModel,
+    images: torch.Tensor,
+    intrinsics: torch.Tensor | None = None,
+    pose_solver: str = "head",
+    feature_settings: FeatureSettings | None = None,
+    fit_depth: bool | Sequence[str] = True,
+) -> dict[str, np.ndarray]:
+    """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
+    ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (with
+    ``feature_settings`` for ``features``; see :func:`predict`). Returns the outputs of
+    :func:`predict` for that scene as float64 numpy arrays without the batch axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
+    """
+    if not isinstance(model, ReconstructionModel):
+        raise ValueError(
+            f"reconstruction needs a ReconstructionModel (checkpoint task 'reconstruction'), got "
+            f"{type(model).__name__}; for a single photo with a depth checkpoint use pixio-depth"
+        )
+    device = next(model.parameters()).device
+    normalized = normalize_images(images.to(device))[None]
+    known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
+    photos = None
+    if pose_solver == "features":  # the keypoints come from the views' own uint8 colours
+        pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        photos = [list(pixels.cpu().numpy())]
+    outputs = predict(
+        model,
+        normalized,
+        known,
+        pose_solver=pose_solver,
+        photos=photos,
+        feature_settings=feature_settings,
+        fit_depth=fit_depth,
+    )
+    return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}

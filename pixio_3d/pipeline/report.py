@@ -1,0 +1,186 @@
+"""What a reconstruction says about itself in ``summary.json``: the cameras, the metric scale
+and how reliable it is, the depth fit, what the network is, and the inputs that could not be
+placed with confidence (duplicates, no baseline, too few matches)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixio_3d.data.photos import LoadedPhotos
+from pixio_3d.models import ReconstructionModel
+
+__all__ = [
+    "build_summary",
+    "degenerate_inputs",
+    "metric_scale_report",
+    "model_note",
+    "reprojection_error_entry",
+]
+
+SCALE_SPREAD_GOOD, SCALE_SPREAD_FAIR = 1.15, 1.4
+
+
+def reprojection_error_entry(prediction: dict[str, np.ndarray]) -> dict[str, float]:
+    """The features solver's bundle-adjustment error (working pixels), when one ran."""
+    error = prediction.get("pose_reprojection_error")
+    if error is None or not np.isfinite(error):
+        return {}
+    return {"bundle_adjustment_reprojection_error_px": float(error)}
+
+
+MIN_BASELINE = 0.01  # camera distance over the median depth below which a view adds no depth
+
+
+DUPLICATE_DIFFERENCE = 1.0  # mean absolute difference (0..255) of two views that are one photo
+
+
+def degenerate_inputs(
+    colors: np.ndarray, prediction: dict[str, np.ndarray], names: list[str], pose_solver: str
+) -> list[str]:
+    """Warnings for inputs that cannot be placed with confidence: duplicate photos, views with
+    no baseline to any other, views the geometry could not place (too few matches)."""
+    warnings_found = []
+    views = len(names)
+    flat = colors.reshape(views, -1).astype(np.int16)
+    for i in range(views):
+        for j in range(i + 1, views):
+            if np.abs(flat[i] - flat[j]).mean() < DUPLICATE_DIFFERENCE:
+                warnings_found.append(
+                    f"{names[j]} duplicates {names[i]}: one photo twice adds no geometry "
+                    "(its camera repeats the other's)"
+                )
+    if views > 1:
+        centres = prediction["camera_poses"][:, :3, 3]
+        depth = prediction["depth_z"]
+        scale = (
+            float(np.median(depth[np.isfinite(depth) & (depth > 0)])) if np.any(depth > 0) else 1.0
+        )
+        distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+        np.fill_diagonal(distances, np.inf)
+        for view in np.flatnonzero(distances.min(axis=1) < MIN_BASELINE * scale):
+            warnings_found.append(
+                f"{names[view]} has no baseline to any other photo (camera within "
+                f"{MIN_BASELINE:.0%} of the scene depth): taken from the same spot, it adds no "
+                "depth"
+            )
+    if pose_solver != "head" and "pose_support" in prediction:
+        unplaced = [names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0]
+        if unplaced:
+            warnings_found.append(
+                f"{len(unplaced)} photo(s) share too few matches with the others to be placed by "
+                f"geometry ({', '.join(unplaced[:5])}{'...' if len(unplaced) > 5 else ''}): "
+                "their cameras are the network's guess"
+            )
+    return warnings_found
+
+
+SMALL_ENCODER_WIDTH = 768  # below ViT-B: our CPU sizes, no released weights
+
+
+def model_note(model: ReconstructionModel) -> dict[str, Any]:
+    """What the network is, said plainly: a small CPU-sized model's depth is only a prior."""
+    width = int(model.encoder.embed_dim)
+    parameters = sum(p.numel() for p in model.parameters())
+    note = {"encoder_width": width, "parameters": parameters, "small": width < SMALL_ENCODER_WIDTH}
+    if note["small"]:
+        note["note"] = (
+            f"a small CPU-sized model (encoder width {width}, {parameters / 1e6:.1f} M "
+            "parameters): its depth is only a prior; the cameras come from the geometry (SIFT "
+            "and bundle adjustment) and the dense depth is fitted to the SfM points"
+        )
+    return note
+
+
+def finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def metric_scale_report(prediction: dict[str, np.ndarray]) -> dict[str, Any]:
+    """How far the metric scale can be trusted: from the network's depth against the bundle
+    adjustment's points over all views and pairs (their median sets the scale; the spread is
+    ``exp(IQR of the log ratios)``), or only the network's own guess."""
+    spread = prediction.get("metric_scale_spread")
+    if spread is None or not np.isfinite(spread):
+        return {
+            "source": "the network's scale token alone (no bundle adjustment ran)",
+            "spread": None,
+            "reliability": "unknown",
+        }
+    spread = float(spread)
+    reliability = (
+        "good" if spread <= SCALE_SPREAD_GOOD else "fair" if spread <= SCALE_SPREAD_FAIR else "poor"
+    )
+    return {
+        "source": "median of the network's depth over the SfM points' depth, all views",
+        "spread": spread,
+        "reliability": reliability,
+        "meaning": "the middle half of the depth ratios lie within a factor of spread; good "
+        f"<= {SCALE_SPREAD_GOOD}, fair <= {SCALE_SPREAD_FAIR}, else poor",
+    }
+
+
+def build_summary(
+    photo_dir: Path,
+    out_dir: Path,
+    photos: LoadedPhotos,
+    stems: list[str],
+    prediction: dict[str, np.ndarray],
+    intrinsics_source: str,
+) -> dict[str, Any]:
+    num_views, _, height, width = photos.images.shape
+    if num_views == 1:
+        mode = "monocular"
+        message = (
+            f"only one photo ({photos.paths[0].name}): monocular depth from the reconstruction "
+            "model run on this single view; its camera is the identity and the scale is the "
+            "model's guess"
+        )
+    else:
+        mode, message = "multi_view", f"reconstructed {num_views} photos"
+    per_photo = []
+    for view, (path, stem, transform) in enumerate(
+        zip(photos.paths, stems, photos.transforms, strict=True)
+    ):
+        intrinsics = prediction["intrinsics"][view]
+        per_photo.append(
+            {
+                "path": str(path),
+                "image": f"images/{stem}.png",
+                "depth": f"depth/{stem}.npy",
+                "confidence": f"confidence/{stem}.npy",
+                "original_size": list(transform.original_size),
+                "crop": {"scale": transform.scale, "left": transform.left, "top": transform.top},
+                "intrinsics": intrinsics.tolist(),
+                "intrinsics_original": transform.intrinsics_to_original(intrinsics).tolist(),
+                "cam2world": prediction["camera_poses"][view].tolist(),
+            }
+        )
+        if "pose_support" in prediction:
+            per_photo[-1]["pose_support"] = int(prediction["pose_support"][view])
+        if "depth_fit_points" in prediction:
+            per_photo[-1]["depth_fit"] = {
+                "sfm_points": int(prediction["depth_fit_points"][view]),
+                "error_before": finite_or_none(prediction["depth_fit_error_before"][view]),
+                "error_after": finite_or_none(prediction["depth_fit_error_after"][view]),
+            }
+    return {
+        "mode": mode,
+        "message": message,
+        "photo_dir": str(photo_dir.resolve()),
+        "out_dir": str(out_dir.resolve()),
+        "num_views": num_views,
+        "image_size": {"height": height, "width": width},
+        "resolution": "cameras, depth and confidence are at the working image_size; "
+        "intrinsics_original maps each camera to its upright original photo",
+        "pose_convention": "OpenCV camera-to-world (x right, y down, z forward); world = the "
+        "camera of the first photo; depth maps are z-depth",
+        "intrinsics_source": intrinsics_source,
+        "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
+        "metric_scale": metric_scale_report(prediction),
+        **reprojection_error_entry(prediction),
+        "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
+        "photos": per_photo,
+    }

@@ -1,0 +1,80 @@
+"""Multi-view consistency: a pixel's depth is kept where the other views that see its point agree.
+
+For every pixel of view ``i`` the point ``X = cam2world_i (z K_i^-1 [u, v, 1])`` is projected
+into every other view ``j``. When it lands inside ``j``'s image, in front of the camera and not
+behind ``j``'s own surface there (then it is occluded in ``j``), ``j`` *sees* it; ``j``
+*agrees* when its depth there is within ``rel_tol`` of the projected z. A point well in front of
+``j``'s surface contradicts it (``j`` would have seen the point). The support of a pixel is
+
+    support = (agreeing views + 0.5) / (seeing views + 1)
+
+a Laplace-smoothed fraction: 0.5 for a pixel no other view sees (unverified), 0.75 when the one
+view that sees it agrees, 0.25 when it does not, toward 1 or 0 with more views. A pixel is kept
+when its support is at least 0.5: every unverified pixel, and those that at least half of the
+views that see them agree with.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Consistency", "consistency"]
+
+REL_TOL = 0.05
+KEEP = 0.5
+
+
+class Consistency(NamedTuple):
+    """``seen (V, H, W)`` and ``agree (V, H, W)`` counts of other views, ``support (V, H, W)``
+    in [0, 1] and ``keep (V, H, W)`` (support >= 0.5 and a valid depth)."""
+
+    seen: np.ndarray
+    agree: np.ndarray
+    support: np.ndarray
+    keep: np.ndarray
+
+
+def consistency(
+    depth_z: np.ndarray,
+    intrinsics: np.ndarray,
+    cam2world: np.ndarray,
+    rel_tol: float = REL_TOL,
+) -> Consistency:
+    """Multi-view support of every pixel of ``depth_z (V, H, W)`` (metric z-depth, 0 or
+    non-finite = invalid) seen by cameras ``intrinsics (V, 3, 3)`` / ``cam2world (V, 4, 4)``
+    (OpenCV, pixel centres at +0.5). A point that projects *in front of* another view's surface
+    by more than ``rel_tol`` contradicts it (that view would see the point, not its surface);
+    one *behind* it is occluded there and does not count as seen."""
+    views, height, width = depth_z.shape
+    valid = np.isfinite(depth_z) & (depth_z > 0)
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    pixels = np.stack([cols, rows, np.ones_like(cols)], axis=-1).reshape(-1, 3)
+    seen = np.zeros((views, height * width), np.int32)
+    agree = np.zeros((views, height * width), np.int32)
+    world2cam = np.linalg.inv(cam2world)
+    for i in range(views):
+        z = np.where(valid[i], depth_z[i], 0.0).reshape(-1)
+        local = (pixels @ np.linalg.inv(intrinsics[i]).T) * z[:, None]
+        world = local @ cam2world[i, :3, :3].T + cam2world[i, :3, 3]
+        for j in range(views):
+            if j == i:
+                continue
+            other = world @ world2cam[j, :3, :3].T + world2cam[j, :3, 3]
+            zj = other[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                projected = other @ intrinsics[j].T
+                u, v = projected[:, 0] / zj, projected[:, 1] / zj
+            inside = (z > 0) & (zj > 1e-9) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+            index = np.flatnonzero(inside)
+            surface = depth_z[j, v[index].astype(np.int64), u[index].astype(np.int64)]
+            surface_ok = np.isfinite(surface) & (surface > 0)
+            difference = (zj[index] - surface) / np.where(surface_ok, surface, 1.0)
+            occluded = surface_ok & (difference > rel_tol)  # behind j's surface: not visible
+            counts = surface_ok & ~occluded
+            seen[i, index[counts]] += 1
+            agree[i, index[counts & (np.abs(difference) <= rel_tol)]] += 1
+    seen, agree = seen.reshape(views, height, width), agree.reshape(views, height, width)
+    support = (agree + 0.5) / (seen + 1.0)
+    return Consistency(seen, agree, support, valid & (support >= KEEP))

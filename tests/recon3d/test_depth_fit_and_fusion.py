@@ -1,0 +1,78 @@
+"""Dense depth fitted to sparse SfM points, and multi-view consistency on exact geometry."""
+
+import numpy as np
+import pytest
+
+from pixio_3d.sfm.bundle_adjust import SparseDepth
+from pixio_3d.sfm.depth_fit import fit_depth_to_points, fit_view_depth
+from pixio_3d.sfm.fusion import consistency
+
+H, W = 48, 64
+ROWS, COLS = np.mgrid[0:H, 0:W]
+TRUE = 2.0 + COLS / W + 0.5 * ROWS / H  # a tilted plane, metres
+
+
+def _points(count, seed=0, region=(0, W, 0, H)):
+    rng = np.random.default_rng(seed)
+    pixels = np.stack(
+        [rng.uniform(region[0], region[1], count), rng.uniform(region[2], region[3], count)], 1
+    )
+    return pixels, TRUE[pixels[:, 1].astype(int), pixels[:, 0].astype(int)]
+
+
+@pytest.mark.parametrize(
+    "network, tolerance",
+    [(0.5 * TRUE - 0.3, 1e-9), (1.3 * TRUE, 1e-9), (TRUE * (1 + 0.2 * COLS / W), 0.01)],
+    ids=["affine", "scale", "low-frequency"],
+)
+def test_fit_recovers_the_depth_from_points(network, tolerance):
+    pixels, z = _points(120)
+    fitted, fit = fit_view_depth(network, pixels, z)
+    assert np.median(np.abs(fitted - TRUE) / TRUE) <= tolerance, fit
+    assert fit.points == 120 and fit.after <= fit.before
+
+
+def test_cross_validation_keeps_a_plain_scale_for_clustered_points():
+    """Points of one small patch: a shift or a smooth field would bend the rest of the view."""
+    network = 1.3 * TRUE
+    pixels, z = _points(80, region=(5, 15, 5, 12))
+    z = z * np.exp(np.random.default_rng(1).normal(0, 0.01, len(z)))  # SfM noise
+    fitted, fit = fit_view_depth(network, pixels, z)
+    assert np.median(np.abs(fitted - TRUE) / TRUE) < 0.02, fit
+
+
+def test_few_points_keep_the_network_depth_and_every_view_is_reported():
+    depth = np.stack([TRUE, 2 * TRUE])
+    pixels, z = _points(2)
+    sparse = SparseDepth(np.array([1, 1]), pixels, z)
+    fitted, report = fit_depth_to_points(depth, sparse)
+    np.testing.assert_array_equal(fitted, depth)  # 0 and 2 points: nothing to fit
+    assert [fit.points for fit in report] == [0, 2]
+
+
+def _two_cameras():
+    k = np.array([[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]])
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[1, 0, 3] = 0.3  # a baseline along x
+    depth = np.full((2, H, W), 3.0)  # a fronto-parallel wall 3 m away: z is 3 in both
+    return depth, np.stack([k, k]), poses
+
+
+def test_consistent_views_agree_and_a_wrong_patch_is_dropped():
+    depth, intrinsics, poses = _two_cameras()
+    exact = consistency(depth, intrinsics, poses)
+    overlap = exact.seen[0] > 0
+    assert overlap.mean() > 0.5 and (exact.agree[0][overlap] == 1).all()
+    assert np.allclose(exact.support[0][overlap], 0.75) and np.allclose(
+        exact.support[0][~overlap], 0.5
+    )
+    assert exact.keep.all()
+    wrong = depth.copy()
+    wrong[1, 10:30, 10:30] = 2.0  # in front of the wall: contradicts what view 0 sees there
+    fused = consistency(wrong, intrinsics, poses)
+    bad = fused.keep[1, 10:30, 10:30]
+    assert (fused.seen[1, 10:30, 10:30] == 1).all() and not bad.any()
+    assert fused.keep[1, 35:, 35:].all()  # the rest of view 1 still agrees
+    invalid = depth.copy()
+    invalid[0, :, :5] = np.nan
+    assert not consistency(invalid, intrinsics, poses).keep[0, :, :5].any()
