@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the photos' EXIF 35 mm-equivalent focal length when every photo has one)",
     )
     parser.add_argument(
+        "--cameras",
+        default=None,
+        help="known cameras: a COLMAP model folder or a JSON file (fx, fy, cx, cy per photo or "
+        "shared, optional cam2world per photo; pixels of the original photos), honoured "
+        "exactly; see pixio_3d.data.cameras",
+    )
+    parser.add_argument(
         "--no-exif-focal",
         action="store_true",
         help="ignore EXIF focal lengths: the model estimates the intrinsics",
@@ -120,7 +127,13 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"metric scale: {scale['reliability']} (the middle half of the depth ratios within "
             f"a factor of {scale['spread']:.2f})"
         )
-    if summary["mode"] != "monocular" and summary["pose_solver"] != "head":
+    if summary["pose_solver"] == "given":
+        points = sum(photo.get("depth_fit", {}).get("sfm_points", 0) for photo in summary["photos"])
+        print(
+            f"cameras: given ({summary['intrinsics_source'].removeprefix('given: ')}); depth "
+            f"fitted to {points} observations of points triangulated from them"
+        )
+    elif summary["mode"] != "monocular" and summary["pose_solver"] != "head":
         placed = sum(1 for photo in summary["photos"][1:] if photo.get("pose_support", 0) > 0)
         others = summary["num_views"] - 1 - placed
         print(
@@ -198,6 +211,7 @@ def _main(args: argparse.Namespace) -> None:
         long_side=args.long_side,
         min_side=args.min_side,
         focal_px=args.focal_px,
+        cameras=args.cameras,
         exif_focal=not args.no_exif_focal,
         pose_solver=args.pose_solver,
         feature_settings=feature_settings,

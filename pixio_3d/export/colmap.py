@@ -158,3 +158,48 @@ def colmap_observations(
         image_ids.append(np.full(len(visible), view))
         pixels.append(np.stack([u[visible], v[visible]], axis=1))
     return np.concatenate(point_ids), np.concatenate(image_ids), np.concatenate(pixels)
+
+
+UNDISTORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
+
+
+def read_colmap_cameras(directory: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{image name: (intrinsics (3, 3), cam2world (4, 4))}`` of a COLMAP sparse model folder
+    (``cameras``/``images`` ``.bin`` or ``.txt``; pycolmap reads both). Only pinhole cameras
+    (``SIMPLE_PINHOLE``, ``PINHOLE``, or a distortion model whose distortion is zero) are
+    taken; the images are assumed undistorted. Image names are the file names COLMAP stored."""
+    import pycolmap
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"COLMAP model folder {directory} does not exist")
+    try:
+        reconstruction = pycolmap.Reconstruction(str(directory))
+    except Exception as error:  # noqa: BLE001 - pycolmap raises its own runtime errors
+        raise ValueError(f"{directory} is not a readable COLMAP model ({error})") from None
+    cameras = {}
+    for image in reconstruction.images.values():
+        camera = reconstruction.camera(image.camera_id)
+        model = camera.model.name
+        if model not in UNDISTORTED_MODELS:
+            extra = np.asarray(camera.params)[len(camera.params) - _distortion_count(model) :]
+            if _distortion_count(model) == 0 or np.abs(extra).max() > 1e-9:
+                raise ValueError(
+                    f"{directory}: camera {image.camera_id} of {image.name} is a {model} camera "
+                    "with distortion; undistort the images (colmap image_undistorter) and pass "
+                    "the undistorted model"
+                )
+        pose = np.eye(4)
+        pose[:3] = image.cam_from_world().matrix()
+        cameras[Path(image.name).name] = (
+            np.asarray(camera.calibration_matrix()),
+            np.linalg.inv(pose),
+        )
+    if not cameras:
+        raise ValueError(f"{directory} holds no registered images")
+    return cameras
+
+
+def _distortion_count(model: str) -> int:
+    """Distortion parameters at the end of a COLMAP camera model's parameter list."""
+    return {"SIMPLE_RADIAL": 1, "RADIAL": 2, "OPENCV": 4, "FULL_OPENCV": 8}.get(model, 0)

@@ -66,6 +66,7 @@ import torch
 from tqdm import tqdm
 
 from pixio_3d import export
+from pixio_3d.data.cameras import read_known_cameras
 from pixio_3d.data.photos import LoadedPhotos, load_photos
 from pixio_3d.export.preview import render_point_cloud_preview
 from pixio_3d.models import ReconstructionModel
@@ -210,6 +211,7 @@ def reconstruct_photos(
     long_side: int = 512,
     min_side: int = 32,
     focal_px: float | None = None,
+    cameras: str | os.PathLike | None = None,
     exif_focal: bool = True,
     pose_solver: str = "features",
     feature_settings: FeatureSettings | None = None,
@@ -240,6 +242,10 @@ def reconstruct_photos(
             photo's EXIF 35 mm-equivalent focal length is used when every photo has one
             (``exif_focal``), and otherwise the intrinsics are fitted to the predicted rays.
         exif_focal: use the photos' EXIF focal lengths (see ``focal_px``).
+        cameras: known cameras, a COLMAP model folder or a JSON file
+            (:mod:`pixio_3d.data.cameras`; pixels of the original photos): full intrinsics of
+            every photo, and with poses for every photo no pose is estimated. They are honoured
+            exactly in every output; ``focal_px`` and EXIF are then not used.
         pose_solver: where the cameras come from: ``features`` (the default: SIFT two-view
             geometry in the working views, the network's depth for the translation lengths and
             its pose head for views that geometry cannot place), ``head`` or ``matches`` (see
@@ -289,20 +295,38 @@ def reconstruct_photos(
             stems = _unique_stems(photos.paths)
             height, width = photos.images.shape[-2:]
         with timed("model"):
-            focals, intrinsics_source = _known_focals(photos, focal_px, exif_focal)
-            if focals is None and pose_solver == "features" and len(photos.paths) > 1:
-                intrinsics_source += "; focal lengths refined by the features solver's bundle "
-                intrinsics_source += "adjustment where it placed the photo"
-            given = None if focals is None else _working_intrinsics(photos, focals)
+            known = None
+            if cameras is not None:
+                sizes = [t.original_size for t in photos.transforms]
+                known = read_known_cameras(cameras, names, sizes)
+                given = np.stack(
+                    [
+                        t.intrinsics_from_original(k)
+                        for t, k in zip(photos.transforms, known.intrinsics, strict=True)
+                    ]
+                )
+                intrinsics_source = f"given: {known.source}"
+                if known.cam2world is not None:
+                    pose_solver = "given"
+            else:
+                focals, intrinsics_source = _known_focals(photos, focal_px, exif_focal)
+                if focals is None and pose_solver == "features" and len(photos.paths) > 1:
+                    intrinsics_source += "; focal lengths refined by the features solver's "
+                    intrinsics_source += "bundle adjustment where it placed the photo"
+                given = None if focals is None else _working_intrinsics(photos, focals)
+            given_poses = None if known is None else known.cam2world
             prediction = predict_views(
                 model,
                 photos.images,
                 None if given is None else torch.from_numpy(given),
-                pose_solver=pose_solver,
+                pose_solver="head" if given_poses is not None else pose_solver,
                 feature_settings=feature_settings,
+                poses=None if given_poses is None else torch.from_numpy(given_poses),
             )
             if given is not None:
                 prediction["intrinsics"] = given  # exactly the given ones, not float32 copies
+            if given_poses is not None:
+                prediction["camera_poses"] = given_poses  # exactly, not float32 copies
             _check_intrinsics(prediction["intrinsics"], names)
         colors = np.round(photos.images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
         poses, intrinsics = prediction["camera_poses"], prediction["intrinsics"]
@@ -382,7 +406,13 @@ def reconstruct_photos(
                     height=preview_size[1],
                 )
             summary = build_summary(
-                photo_dir, out_dir, photos, stems, prediction, intrinsics_source
+                photo_dir,
+                out_dir,
+                photos,
+                stems,
+                prediction,
+                intrinsics_source,
+                given_poses=given_poses is not None,
             )
             summary["pose_solver"] = pose_solver
             if pose_solver == "features":

@@ -11,6 +11,10 @@ import torch
 from pixio_3d.geometry import quaternion_translation_from_pose, transform_points
 from pixio_3d.models import ReconstructionModel
 from pixio_3d.sfm import POSE_SOLVERS, FeatureSettings, poses_from_matches, refine_with_features
+from pixio_3d.sfm.bundle_adjust import depth_ratios, scale_spread
+from pixio_3d.sfm.depth_fit import MODELS
+from pixio_3d.sfm.known import sparse_depth_from_known_cameras
+from pixio_3d.sfm.refine import FeaturePoses, with_fitted_depth
 from pixio_core.imaging import denormalize_images, normalize_images
 
 __all__ = ["predict", "predict_views"]
@@ -26,6 +30,7 @@ def predict(
     photos: Sequence[Sequence[np.ndarray]] | None = None,
     feature_settings: FeatureSettings | None = None,
     fit_depth: bool | Sequence[str] = True,
+    poses: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The network's reconstruction (:meth:`ReconstructionModel.infer`) with the cameras from
     ``pose_solver``: the stages :mod:`pixio_3d.models` -> :mod:`pixio_3d.sfm` joined.
@@ -46,6 +51,11 @@ def predict(
         fit_depth: for ``features`` only: fit each view's depth to the bundle-adjusted points it
             sees (:mod:`pixio_3d.sfm.depth_fit`), so the dense geometry agrees with the cameras
             (a sequence of model names limits the fit, e.g. ``("none", "scale")``).
+        poses: known camera-to-world ``(B, V, 4, 4)`` (needs known ``intrinsics``): no pose is
+            estimated; the returned cameras are exactly these, and each view's depth is fitted
+            to the points triangulated from them (:mod:`pixio_3d.sfm.known`), so the dense points
+            are in their frame and units. ``pose_support`` then counts each view's
+            observations of those points.
 
     Returns the outputs of :meth:`ReconstructionModel.infer`; with ``matches`` or ``features``
     also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the view-graph
@@ -57,6 +67,10 @@ def predict(
     """
     if pose_solver not in POSE_SOLVERS:
         raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
+    if poses is not None:
+        return _predict_with_known_cameras(
+            model, images, intrinsics, poses, photos, feature_settings, fit_depth
+        )
     if pose_solver == "matches" and not model.config.pose_matching:
         raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
     out = model.infer(images, intrinsics, keep_match_logits=pose_solver == "matches")
@@ -70,8 +84,7 @@ def predict(
         )
     else:
         if photos is None:  # the views' own colours
-            pixels = (denormalize_images(images.float()) * 255.0).round().to(torch.uint8)
-            photos = [list(scene.permute(0, 2, 3, 1).cpu().numpy()) for scene in pixels]
+            photos = _default_photos(images)
         out, poses, support = refine_with_features(
             out,
             photos,
@@ -90,6 +103,59 @@ def predict(
     return out
 
 
+def _default_photos(images: torch.Tensor) -> list[list[np.ndarray]]:
+    """The views' own colours as uint8 photos, per scene."""
+    pixels = (denormalize_images(images.float()) * 255.0).round().to(torch.uint8)
+    return [list(scene.permute(0, 2, 3, 1).cpu().numpy()) for scene in pixels]
+
+
+def _predict_with_known_cameras(
+    model: ReconstructionModel,
+    images: torch.Tensor,
+    intrinsics: torch.Tensor | None,
+    poses: torch.Tensor,
+    photos: Sequence[Sequence[np.ndarray]] | None,
+    feature_settings: FeatureSettings | None,
+    fit_depth: bool | Sequence[str],
+) -> dict[str, torch.Tensor]:
+    if intrinsics is None:
+        raise ValueError("known poses need known intrinsics (the cameras' focal lengths too)")
+    batch, views = images.shape[:2]
+    if tuple(poses.shape) != (batch, views, 4, 4):
+        raise ValueError(f"poses must be ({batch}, {views}, 4, 4), got {tuple(poses.shape)}")
+    out = model.infer(images, intrinsics)
+    photos = _default_photos(images) if photos is None else photos
+    settings = feature_settings or FeatureSettings()
+    size = tuple(images.shape[-2:])
+    solved, spreads = [], []
+    for b in range(batch):
+        sparse = sparse_depth_from_known_cameras(
+            photos[b], intrinsics[b].double().cpu().numpy(), poses[b].double().cpu().numpy(),
+            size, settings,
+        )  # fmt: skip
+        depth = out["depth_z"][b].double().cpu().numpy()
+        ratios = depth_ratios(depth, sparse.views, sparse.pixels, sparse.z)
+        spreads.append(scale_spread(ratios))
+        solved.append(FeaturePoses(poses[b], torch.zeros(views), intrinsics[b], sparse=sparse))
+    if fit_depth:
+        models = MODELS if fit_depth is True else tuple(fit_depth)
+        out = with_fitted_depth(out, solved, models)
+    support = torch.stack(
+        [torch.bincount(torch.from_numpy(s.sparse.views), minlength=views) for s in solved]
+    )
+    poses = poses.to(out["depth_z"])
+    quats, trans = quaternion_translation_from_pose(poses)
+    out.update(
+        pose_support=support.to(poses.device),
+        camera_poses=poses,
+        cam_quats=quats,
+        cam_trans=trans,
+        pts3d=transform_points(poses, out["pts3d_cam"]),
+        metric_scale_spread=torch.tensor(spreads, device=poses.device),
+    )
+    return out
+
+
 def predict_views(
     model: ReconstructionModel,
     images: torch.Tensor,
@@ -97,6 +163,7 @@ def predict_views(
     pose_solver: str = "head",
     feature_settings: FeatureSettings | None = None,
     fit_depth: bool | Sequence[str] = True,
+    poses: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
     ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (with
@@ -112,7 +179,7 @@ def predict_views(
     normalized = normalize_images(images.to(device))[None]
     known = None if intrinsics is None else intrinsics.to(device, torch.float32)[None]
     photos = None
-    if pose_solver == "features":  # the keypoints come from the views' own uint8 colours
+    if pose_solver == "features" or poses is not None:  # keypoints from the views' colours
         pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
         photos = [list(pixels.cpu().numpy())]
     outputs = predict(
@@ -123,5 +190,6 @@ def predict_views(
         photos=photos,
         feature_settings=feature_settings,
         fit_depth=fit_depth,
+        poses=None if poses is None else poses.to(device, torch.float64)[None],
     )
     return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}

@@ -66,7 +66,15 @@ def degenerate_inputs(
                 f"{MIN_BASELINE:.0%} of the scene depth): taken from the same spot, it adds no "
                 "depth"
             )
-    if pose_solver != "head" and "pose_support" in prediction:
+    if pose_solver == "given" and "pose_support" in prediction:
+        unseen = [names[v] for v in range(views) if prediction["pose_support"][v] <= 0]
+        if unseen:
+            warnings_found.append(
+                f"{len(unseen)} photo(s) see no point triangulated from the given cameras "
+                f"({', '.join(unseen[:5])}{'...' if len(unseen) > 5 else ''}): their depth keeps "
+                "the network's scale, unchecked"
+            )
+    elif pose_solver != "head" and "pose_support" in prediction:
         unplaced = [names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0]
         if unplaced:
             warnings_found.append(
@@ -98,10 +106,17 @@ def finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def metric_scale_report(prediction: dict[str, np.ndarray]) -> dict[str, Any]:
+def metric_scale_report(prediction: dict[str, np.ndarray], given: bool = False) -> dict[str, Any]:
     """How far the metric scale can be trusted: from the network's depth against the bundle
     adjustment's points over all views and pairs (their median sets the scale; the spread is
     ``exp(IQR of the log ratios)``), or only the network's own guess."""
+    if given:
+        spread = prediction.get("metric_scale_spread")
+        return {
+            "source": "the given cameras: depth is in their units",
+            "network_spread": None if spread is None or not np.isfinite(spread) else float(spread),
+            "reliability": "given",
+        }
     spread = prediction.get("metric_scale_spread")
     if spread is None or not np.isfinite(spread):
         return {
@@ -129,6 +144,7 @@ def build_summary(
     stems: list[str],
     prediction: dict[str, np.ndarray],
     intrinsics_source: str,
+    given_poses: bool = False,
 ) -> dict[str, Any]:
     num_views, _, height, width = photos.images.shape
     if num_views == 1:
@@ -179,7 +195,7 @@ def build_summary(
         "camera of the first photo; depth maps are z-depth",
         "intrinsics_source": intrinsics_source,
         "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
-        "metric_scale": metric_scale_report(prediction),
+        "metric_scale": metric_scale_report(prediction, given=given_poses),
         **reprojection_error_entry(prediction),
         "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
         "photos": per_photo,

@@ -23,6 +23,10 @@ from pixio_3d.sfm.view_graph import ViewPair
 
 __all__ = ["epipolar_inliers", "sparse_depth_from_known_cameras"]
 
+# matches of a pair that fit the given epipolar geometry for the pair to count: fewer than
+# RANSAC needs to *estimate* a pose (FeatureSettings.min_inliers), since nothing is estimated
+MIN_KNOWN_INLIERS = 8
+
 
 def _skew(vector: np.ndarray) -> np.ndarray:
     x, y, z = vector
@@ -92,7 +96,7 @@ def sparse_depth_from_known_cameras(
             j_from_i,
             settings.max_error,
         )
-        if inliers.sum() >= settings.min_inliers:
+        if inliers.sum() >= min(settings.min_inliers, MIN_KNOWN_INLIERS):
             edges.append(ViewPair(int(inliers.sum()), i, j, j_from_i, matches[inliers]))
     tracks = feature_tracks(features, edges, set(range(views)))
     points, kept = triangulate_tracks(

@@ -17,6 +17,7 @@ import torch
 import trimesh
 from PIL import Image
 
+from pixio_3d import export
 from pixio_3d.checkpoint import load_model, save_model
 from pixio_3d.cli.depth import main as depth_main
 from pixio_3d.cli.recon import main as recon_main
@@ -378,3 +379,113 @@ def test_duplicate_photos_and_unplaced_views_are_reported(tmp_path, renders, mod
     fusion = summary["fusion"]
     assert 0 < fusion["consistent"] <= fusion["pixels"]
     assert summary["model"]["small"] and "only a prior" in summary["model"]["note"]
+
+
+@pytest.fixture(scope="module")
+def known_scene(tmp_path_factory):
+    """4 photos cropped off-centre (cx is not W / 2) with their true cameras."""
+    spec = build_scene(7, 4, SceneConfig(texture_size=64, camera_arc_degrees=60))
+    views = render_scene(spec, 2 * HEIGHT, 2 * WIDTH)
+    folder = tmp_path_factory.mktemp("known") / "photos"
+    folder.mkdir()
+    crop = 16  # columns cut off the left: the principal point moves left by as much
+    intrinsics = views.intrinsics.copy()
+    intrinsics[:, 0, 2] -= crop
+    names = []
+    for index, rgb in enumerate(views.rgb):
+        names.append(f"cam{index}.png")
+        Image.fromarray(rgb[:, crop:]).save(folder / names[-1])
+    world = np.linalg.inv(views.cam2world[0])  # any frame: the first camera's here
+    cam2world = np.stack([world @ pose for pose in views.cam2world])
+    return folder, names, intrinsics, cam2world, views
+
+
+def _check_honoured(summary, out, names, intrinsics, cam2world):
+    assert summary["pose_solver"] == "given" and summary["intrinsics_source"].startswith("given")
+    for photo, k, pose in zip(summary["photos"], intrinsics, cam2world, strict=True):
+        np.testing.assert_allclose(photo["intrinsics_original"], k, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(photo["cam2world"], pose, rtol=0, atol=1e-12)
+    model = pycolmap.Reconstruction(out / "sparse" / "0")
+    for name, pose in zip(names, cam2world, strict=True):
+        stem = name.removesuffix(".png")
+        image = model.find_image_with_name(f"{stem}.png")
+        np.testing.assert_allclose(
+            image.cam_from_world().matrix(), np.linalg.inv(pose)[:3], atol=1e-9
+        )
+
+
+def test_known_cameras_from_json_and_colmap_are_honoured_exactly(tmp_path, known_scene, model):
+    folder, names, intrinsics, cam2world, views = known_scene
+    cameras = {
+        "intrinsics": {
+            name: {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2]}
+            for name, k in zip(names, intrinsics, strict=True)
+        },
+        "cam2world": {name: pose.tolist() for name, pose in zip(names, cam2world, strict=True)},
+    }
+    (tmp_path / "cameras.json").write_text(json.dumps(cameras))
+    options = {**FAST, "long_side": 2 * LONG_SIDE}
+    summary = reconstruct_photos(
+        folder, tmp_path / "json", model, cameras=tmp_path / "cameras.json", **options
+    )
+    _check_honoured(summary, tmp_path / "json", names, intrinsics, cam2world)
+    fitted = [photo["depth_fit"] for photo in summary["photos"]]
+    assert summary["metric_scale"]["reliability"] == "given"
+    # the untrained model's depth is ~80 % off at the points triangulated from the cameras;
+    # fitted, it agrees with them
+    for fit in fitted:
+        assert fit["sfm_points"] > 30 and fit["error_after"] < min(0.2, fit["error_before"] / 3)
+    # so the dense points are in the given frame and units (their shape is the network's: an
+    # untrained one here, so only roughly near the true surface)
+    points = np.asarray(o3d.io.read_point_cloud(str(tmp_path / "json" / "points.ply")).points)
+    from scipy.spatial import cKDTree
+
+    depth = views.depth
+    rays = np.linalg.inv(views.intrinsics)
+    rows, cols = np.mgrid[0 : depth.shape[1], 0 : depth.shape[2]]
+    pixels = np.stack([cols + 0.5, rows + 0.5, np.ones_like(cols, float)], -1)
+    world = []
+    for v in range(len(depth)):
+        local = (pixels @ rays[v].T) * depth[v][..., None]
+        world.append(local[depth[v] > 0] @ cam2world[v][:3, :3].T + cam2world[v][:3, 3])
+    distance, _ = cKDTree(np.concatenate(world)).query(points)
+    extent = np.linalg.norm(np.concatenate(world).std(0))
+    assert np.median(distance) < 0.4 * extent, (np.median(distance), extent)
+    # the same cameras as a COLMAP model folder
+    height, width = np.asarray(Image.open(folder / names[0])).shape[:2]
+    export.write_colmap_model(tmp_path / "colmap", cam2world, intrinsics, names, (height, width))
+    summary = reconstruct_photos(
+        folder, tmp_path / "colmap_out", model, cameras=tmp_path / "colmap", **options
+    )
+    _check_honoured(summary, tmp_path / "colmap_out", names, intrinsics, cam2world)
+
+
+def test_wrong_camera_files_name_the_problem(tmp_path, known_scene, model):
+    folder, names, intrinsics, cam2world, _ = known_scene
+    bad = {
+        "missing photo": (
+            {"intrinsics": {names[0]: intrinsics[0].tolist()}},
+            "no entry for cam1.png",
+        ),
+        "cx outside": (
+            {"intrinsics": {"fx": 50, "fy": 50, "cx": 1e6, "cy": 10}},
+            r"principal point \(1e\+06",
+        ),
+        "some poses": (
+            {"intrinsics": intrinsics[0].tolist(), "cam2world": {names[0]: cam2world[0].tolist()}},
+            "no pose for cam1.png",
+        ),
+        "not rigid": (
+            {
+                "intrinsics": intrinsics[0].tolist(),
+                "cam2world": {n: (2 * np.eye(4)).tolist() for n in names},
+            },
+            "rigid transform",
+        ),
+    }
+    for label, (content, message) in bad.items():
+        path = tmp_path / f"{label}.json"
+        path.write_text(json.dumps(content))
+        with pytest.raises(ValueError, match=message):
+            reconstruct_photos(folder, tmp_path / label, model, cameras=path, **FAST)
+        assert not (tmp_path / label).exists()  # refused before anything was written
