@@ -84,7 +84,7 @@ def write_depth_outputs(
     with tempfile.TemporaryDirectory(dir=png.parent, prefix=".pixio-depth.") as tmp:
         # the colour map shows inverse depth, so 1 / disparity renders disparity directly
         inverse = np.where(values > 0, 1.0 / np.maximum(values, 1e-12), 0.0)
-        written = save_depth_map(Path(tmp) / "map.png", inverse)
+        written = save_depth_map(Path(tmp) / "map.png", inverse, colour_bar=False)  # no metres
         np.save(Path(tmp) / "disparity.npy", values.astype(np.float32))
         os.replace(written["png"], png)
         os.replace(Path(tmp) / "disparity.npy", disparity_path)

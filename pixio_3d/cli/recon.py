@@ -44,7 +44,14 @@ def load_checkpoint_arg(path: str | None, prog: str) -> tuple[Any, dict[str, Any
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixio-recon", description=__doc__.splitlines()[0])
-    parser.add_argument("photos", help="folder of photos (not recursive; bad files are skipped)")
+    parser.add_argument(
+        "photos",
+        help="folder of photos (not recursive; bad files are skipped), or one video file "
+        "(.mp4, .mov, ...: frames sampled at --fps)",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=2.0, help="frames per second taken from a video (default 2)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--checkpoint",
@@ -186,7 +193,7 @@ def _main(args: argparse.Namespace) -> None:
 
     quiet_pycolmap_logs()
     if not Path(args.photos).exists():  # before the checkpoint: the user's input comes first
-        raise SystemExit(f"pixio-recon: photo folder {args.photos} does not exist")
+        raise SystemExit(f"pixio-recon: photo folder or video {args.photos} does not exist")
 
     model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-recon")
     if config["task"] != "reconstruction":
@@ -212,6 +219,7 @@ def _main(args: argparse.Namespace) -> None:
         min_side=args.min_side,
         focal_px=args.focal_px,
         cameras=args.cameras,
+        fps=args.fps,
         exif_focal=not args.no_exif_focal,
         pose_solver=args.pose_solver,
         feature_settings=feature_settings,

@@ -172,24 +172,82 @@ def _read_upright(path: Path) -> tuple[Image.Image, float | None]:
         return upright, exif_focal_px(image.getexif(), upright.size)
 
 
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+MAX_VIDEO_FRAMES = 200
+
+
+def is_video(source: str | os.PathLike | Sequence[str | os.PathLike]) -> bool:
+    """``source`` is one video file (by its extension)."""
+    return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def read_video_frames(
+    path: str | os.PathLike, fps: float = 2.0, max_frames: int = MAX_VIDEO_FRAMES
+) -> list[tuple[Path, Image.Image, float]]:
+    """Frames of a video sampled at ``fps`` per second (imageio's ffmpeg): ``(name, frame,
+    time in seconds)``, names ``<stem>_<index>.png`` (not files on disk). The first frame is
+    always kept, then the first frame of each new ``1 / fps`` interval; a rotation stored in
+    the video (phones) is applied. At most ``max_frames`` frames."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video {path} does not exist or is not a file")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    try:
+        meta = iio.immeta(path)
+        source_fps = float(meta.get("fps") or 0)
+        if not source_fps > 0:
+            raise ValueError("no frame rate in the file")
+        rotate = int(meta.get("rotate") or 0) % 360
+        frames, last_slot = [], -1
+        for index, frame in enumerate(iio.imiter(path)):
+            slot = int(index / source_fps * fps + 1e-9)
+            if slot == last_slot:
+                continue
+            last_slot = slot
+            image = Image.fromarray(np.asarray(frame)[..., :3])
+            if rotate:
+                image = image.rotate(-rotate, expand=True)  # the stored clockwise rotation
+            name = Path(f"{path.stem}_{len(frames):05d}.png")
+            frames.append((name, image, round(index / source_fps, 4)))
+            if len(frames) >= max_frames:
+                break
+    except (OSError, RuntimeError, StopIteration) as error:
+        raise ValueError(f"cannot read video {path}: {error}") from None
+    if not frames:
+        raise ValueError(f"video {path} holds no frame")
+    return frames
+
+
 def load_photos(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     long_side: int = 512,
     multiple_of: int = 16,
     min_side: int = 32,
+    fps: float = 2.0,
 ) -> LoadedPhotos:
-    """Load a folder (its files, sorted by name; not recursive) or a list of photo paths.
+    """Load a folder (its files, sorted by name; not recursive), a list of photo paths, or one
+    video file (frames sampled at ``fps``, :func:`read_video_frames`).
 
-    Returns :class:`LoadedPhotos` (unpacks as ``images, paths, skipped, transforms``); see the
-    module docstring for the size rule. Raises ``FileNotFoundError`` for a missing or empty
-    folder and ``ValueError`` when no file is a readable photo of at least ``min_side`` pixels.
+    Returns :class:`LoadedPhotos` (unpacks as ``images, paths, skipped, transforms``; for a
+    video, ``paths`` are the frame names); see the module docstring for the size rule. Raises
+    ``FileNotFoundError`` for a missing or empty folder and ``ValueError`` when no file is a
+    readable photo of at least ``min_side`` pixels.
     """
-    files, description = _list_files(source)
+    if is_video(source):
+        frames = read_video_frames(source, fps)
+        files, description = [name for name, _, _ in frames], f"video {source}"
+        decoded = {name: (image, None) for name, image, _ in frames}
+    else:
+        files, description = _list_files(source)
+        decoded = {}
     photos: list[tuple[Path, Image.Image, tuple[int, int], int, float | None]] = []
     skipped: list[tuple[Path, str]] = []
     for path in files:
         try:
-            image, focal = _read_upright(path)
+            image, focal = decoded[path] if path in decoded else _read_upright(path)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             skipped.append((path, f"unreadable image: {error}"))
             continue

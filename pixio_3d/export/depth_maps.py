@@ -28,12 +28,15 @@ def save_depth_map(
     min_confidence: float | None = None,
     colormap: str = "turbo",
     overwrite: bool = False,
+    colour_bar: bool = True,
 ) -> dict[str, Path]:
     """A colour-mapped PNG of ``depth (H, W)`` plus the raw values as ``.npy`` next to it.
 
     The PNG maps inverse depth (near = the high end of ``colormap``) between its 2nd and 98th
     percentiles over valid pixels; invalid pixels (non-finite, ``<= 0``, or confidence below
-    ``min_confidence``) are black. Writes ``<stem>.npy`` (float32 depth) and, with
+    ``min_confidence``) are black. With ``colour_bar`` a strip below the map shows the colours
+    with the depths they stand for, in metres (the PNG is then ``COLOUR_BAR_ROWS`` taller; the
+    map itself is its top ``H`` rows). Writes ``<stem>.npy`` (float32 depth) and, with
     ``confidence (H, W)``, ``<stem>_confidence.npy``. Returns the written paths.
     """
     import matplotlib
@@ -50,11 +53,14 @@ def save_depth_map(
         if min_confidence is not None:
             valid &= conf >= min_confidence
     rgb = np.zeros(values.shape + (3,), dtype=np.uint8)
+    low = high = None
     if valid.any():
         inverse = 1.0 / values[valid]
         low, high = np.percentile(inverse, [2, 98])
         scaled = np.clip((inverse - low) / max(high - low, 1e-12), 0, 1)
         rgb[valid] = (matplotlib.colormaps[colormap](scaled)[:, :3] * 255).round().astype(np.uint8)
+    if colour_bar and low is not None:
+        rgb = np.concatenate([rgb, _colour_bar(values.shape[1], low, high, colormap)])
     path_png = Path(path_png)
     outputs = {"png": path_png, "depth": path_png.with_suffix(".npy")}
     if conf is not None:
@@ -68,6 +74,32 @@ def save_depth_map(
             with open(tmp["confidence"], "wb") as handle:
                 np.save(handle, conf.astype(np.float32))
     return outputs
+
+
+COLOUR_BAR_ROWS = 22  # a gradient of 8 rows and a line of labels
+
+
+def _colour_bar(width: int, low: float, high: float, colormap: str) -> np.ndarray:
+    """``(COLOUR_BAR_ROWS, width, 3)`` uint8: the colour map from far (left, inverse depth
+    ``low``) to near (right, ``high``), labelled with the depths in metres."""
+    import matplotlib
+    from PIL import ImageDraw, ImageFont
+
+    gradient = matplotlib.colormaps[colormap](np.linspace(0, 1, width))[:, :3]
+    bar = np.zeros((COLOUR_BAR_ROWS, width, 3), np.uint8)
+    bar[1:9] = np.round(gradient * 255).astype(np.uint8)[None]
+    image = Image.fromarray(bar)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    labels = [(0.0, 1.0 / low), (1.0, 1.0 / max(high, 1e-12))]
+    if width >= 160:
+        labels.insert(1, (0.5, 2.0 / (low + high)))
+    for position, metres in labels:
+        text = f"{metres:.3g} m"
+        text_width = draw.textlength(text, font=font)
+        x = min(max(0.0, position * width - text_width / 2), max(0.0, width - text_width))
+        draw.text((x, 10), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
 
 
 def save_confidence_png(

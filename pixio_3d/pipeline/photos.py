@@ -67,7 +67,7 @@ from tqdm import tqdm
 
 from pixio_3d import export
 from pixio_3d.data.cameras import read_known_cameras
-from pixio_3d.data.photos import LoadedPhotos, load_photos
+from pixio_3d.data.photos import LoadedPhotos, is_video, load_photos
 from pixio_3d.export.preview import render_point_cloud_preview
 from pixio_3d.models import ReconstructionModel
 from pixio_3d.pipeline.predict import predict_views
@@ -218,6 +218,7 @@ def reconstruct_photos(
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
+    fps: float = 2.0,
     checkpoint: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -256,6 +257,8 @@ def reconstruct_photos(
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
         checkpoint: recorded in ``summary.json``.
+        fps: ``photo_dir`` may be one video file: its frames are sampled at this rate
+            (:func:`pixio_3d.data.photos.read_video_frames`) and reconstructed like photos.
 
     Returns the summary written to ``summary.json`` (plain JSON values). Raises
     ``FileNotFoundError`` for a missing or empty folder, ``ValueError`` when no photo is usable
@@ -290,7 +293,7 @@ def reconstruct_photos(
             bar.update()
 
         with timed("load photos"):
-            photos = load_photos(photo_dir, long_side=long_side, min_side=min_side)
+            photos = load_photos(photo_dir, long_side=long_side, min_side=min_side, fps=fps)
             names = [p.name for p in photos.paths]
             stems = _unique_stems(photos.paths)
             height, width = photos.images.shape[-2:]
@@ -424,6 +427,8 @@ def reconstruct_photos(
                 for entry, stem in zip(summary["photos"], stems, strict=True):
                     entry["depth_original"] = f"depth_original/{stem}.npy"
             summary["checkpoint"] = checkpoint
+            if is_video(photo_dir):
+                summary["video"] = {"path": str(Path(photo_dir).resolve()), "fps": fps}
             summary["model"] = model_note(model)
             summary["confidence"] = (
                 "confidence/: multi-view support in [0, 1], (agreeing + 0.5) / (seeing + 1) of "

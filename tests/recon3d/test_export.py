@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from pixio_3d import export
 from pixio_3d.export import preview
+from pixio_3d.export.depth_maps import COLOUR_BAR_ROWS
 from pixio_3d.geometry import matrix_to_quaternion
 
 HEIGHT, WIDTH = 48, 64
@@ -212,8 +213,11 @@ def test_depth_map_png_and_npy(tmp_path):
     paths = export.save_depth_map(
         tmp_path / "depth_000.png", torch.from_numpy(depth), confidence, min_confidence=0.5
     )
-    image = np.asarray(Image.open(paths["png"]))
-    assert image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8
+    full = np.asarray(Image.open(paths["png"]))
+    assert full.shape == (HEIGHT + COLOUR_BAR_ROWS, WIDTH, 3) and full.dtype == np.uint8
+    image, bar = full[:HEIGHT], full[HEIGHT:]
+    assert not np.array_equal(bar[4, 2], bar[4, -3])  # the bar runs from far to near colours
+    assert (bar[10:] > 200).any()  # with labels (in metres)
     assert (image[:, :4] == 0).all()  # low confidence -> black
     assert not (image[:, 10:] == 0).all(axis=-1).any()
     assert not np.array_equal(image[5, 10], image[5, 60])  # near and far differ

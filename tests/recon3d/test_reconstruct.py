@@ -8,6 +8,7 @@ one at twice the size), next to a text file and a broken JPEG.
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import open3d as o3d
@@ -24,6 +25,7 @@ from pixio_3d.cli.recon import main as recon_main
 from pixio_3d.data.photos import load_photos
 from pixio_3d.data.scenes import SceneConfig, build_scene, render_scene
 from pixio_3d.export import colmap_observations
+from pixio_3d.export.depth_maps import COLOUR_BAR_ROWS
 from pixio_3d.models import (
     MonoDepthConfig,
     MonoDepthModel,
@@ -162,7 +164,7 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
         stem = name.removesuffix(".png")
         network = np.load(out / "network_confidence" / f"{stem}.npy")
         assert network.shape == (HEIGHT, WIDTH) and (network >= 1).all()
-        assert Image.open(out / "depth" / f"{stem}.png").size == (WIDTH, HEIGHT)
+        assert Image.open(out / "depth" / f"{stem}.png").size == (WIDTH, HEIGHT + COLOUR_BAR_ROWS)
         assert Image.open(out / "confidence" / f"{stem}.png").size == (WIDTH, HEIGHT)
     assert summary["colmap"]["observations"] > 0
     assert Image.open(out / "preview.png").size == (80, 60)
@@ -332,7 +334,8 @@ def test_pixio_depth_writes_png_and_npy(tmp_path, renders, checkpoints, kind, ca
     Image.fromarray(renders[1]).save(photo, quality=95)
     args = [str(photo), "--checkpoint", str(checkpoints[kind]), "--long-side", str(LONG_SIDE)]
     depth_main(args)
-    assert Image.open(tmp_path / "photo_depth.png").size == (WIDTH, HEIGHT)
+    bar = 0 if kind == "relative" else COLOUR_BAR_ROWS  # metres only for metric depth
+    assert Image.open(tmp_path / "photo_depth.png").size == (WIDTH, HEIGHT + bar)
     name = "photo_depth_disparity.npy" if kind == "relative" else "photo_depth.npy"
     values = np.load(tmp_path / name)
     assert values.shape == (HEIGHT, WIDTH) and np.isfinite(values).all() and (values > 0).all()
@@ -489,3 +492,25 @@ def test_wrong_camera_files_name_the_problem(tmp_path, known_scene, model):
         with pytest.raises(ValueError, match=message):
             reconstruct_photos(folder, tmp_path / label, model, cameras=path, **FAST)
         assert not (tmp_path / label).exists()  # refused before anything was written
+
+
+def test_a_video_is_sampled_and_reconstructed_like_photos(tmp_path, known_scene, checkpoints):
+    import imageio.v3 as iio
+
+    _, _, _, _, views = known_scene
+    frames = [rgb for rgb in views.rgb for _ in range(3)]  # 3 frames per view at 3 fps
+    iio.imwrite(tmp_path / "clip.mp4", frames, fps=3, codec="libx264", macro_block_size=1)
+    recon_main(
+        [str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "out"), "--fps", "1"]
+        + ["--checkpoint", str(checkpoints["reconstruction"]), "--long-side", str(2 * LONG_SIDE)]
+        + ["--no-progress", "--focal-px", str(views.intrinsics[0, 0, 0])]
+    )
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["num_views"] == 4 and summary["video"]["fps"] == 1.0
+    assert [Path(p["path"]).name for p in summary["photos"]] == [
+        f"clip_{i:05d}.png" for i in range(4)
+    ]
+    assert (tmp_path / "out" / "images" / "clip_00003.png").is_file()
+    frame = np.asarray(Image.open(tmp_path / "out" / "images" / "clip_00002.png"), float)
+    view = np.asarray(Image.fromarray(views.rgb[2]).resize(frame.shape[1::-1]), float)
+    assert np.abs(frame - view).mean() < 12  # the third sampled frame is the third view
