@@ -24,13 +24,12 @@ from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.evaluation import episode_seed
 from pixio_robot.policies import make_policy
 
-ENV = "pixio_envs/PushBlock-v0"
 SETTINGS = {"mlp": {"steps": 6000, "lr": 1e-3}, "act": {"steps": 1500, "lr": 3e-4}}
 
 
 @torch.no_grad()
-def rollouts(policy, seeds: int, episodes: int) -> list[bool]:
-    env = gym.make(ENV, image_size=32)
+def rollouts(policy, env_id: str, env_kwargs: dict, seeds: int, episodes: int) -> list[bool]:
+    env = gym.make(env_id, **{**env_kwargs, "image_size": 32})
     wins = []
     for seed in range(seeds):
         for episode in range(episodes):
@@ -66,6 +65,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with h5py.File(args.demos) as handle:
+        env_args = json.loads(handle["data"].attrs["env_args"])
         states = {
             name: torch.as_tensor(handle[f"data/{name}/obs/state"][:]) for name in handle["data"]
         }
@@ -78,7 +78,9 @@ def main() -> None:
             action_horizon=policy.config.action_horizon,
         )  # fmt: skip
         train_bc(policy, dataset, SETTINGS[name]["steps"], batch_size=64, lr=SETTINGS[name]["lr"])
-        wins = rollouts(policy, args.seeds, args.episodes)
+        wins = rollouts(
+            policy, env_args["env_name"], env_args["env_kwargs"], args.seeds, args.episodes
+        )
         per_seed = [
             float(np.mean(wins[s * args.episodes : (s + 1) * args.episodes]))
             for s in range(args.seeds)
@@ -87,7 +89,8 @@ def main() -> None:
                      "success_std_over_seeds": float(np.std(per_seed)), "success_per_seed": per_seed})  # fmt: skip
         print(f"{name}: state-oracle BC success {100 * np.mean(wins):.0f} % (per seed {per_seed})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"env": ENV, "demos": str(args.demos), "rows": rows}, indent=2))
+    payload = {"env": env_args["env_name"], "demos": str(args.demos), "rows": rows}
+    args.out.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

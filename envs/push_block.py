@@ -11,8 +11,9 @@ Action: float32 ``(2,)`` in ``[-1, 1]``, the pusher's target velocity as a fract
 Control runs at 20 Hz (5 physics steps of 10 ms).
 Reward: ``-distance(puck, goal) - 0.5 * distance(pusher, puck)`` (terms in ``info``).
 Success (``info["is_success"]``, which also terminates the episode): the puck's centre within
-4 cm of the goal's centre. Initial pusher, puck and goal positions are drawn from
-``self.np_random``.
+4 cm of the goal's centre. Initial pusher and puck positions are drawn from ``self.np_random``,
+and the goal's too unless ``goal=(x, y)`` fixes it (``PushBlock-v1``: a fixed goal, so that 25
+demos cover the task; with a random goal a state-based BC policy reached 60 %).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class PushBlockEnv(gym.Env):
         camera: str = "overhead",
         render_mode: str | None = None,
         frame_skip: int = 5,
+        goal: tuple[float, float] | None = None,
     ) -> None:
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16, got {image_size}")
@@ -57,6 +59,9 @@ class PushBlockEnv(gym.Env):
         self.image_size = image_size
         self.render_mode = render_mode
         self.frame_skip = frame_skip
+        if goal is not None and (len(goal) != 2 or max(abs(float(v)) for v in goal) > 0.3):
+            raise ValueError(f"goal must be (x, y) within 0.3 m of the centre, got {goal!r}")
+        self.fixed_goal = None if goal is None else np.asarray(goal, dtype=np.float64)
         self._renderer: mujoco.Renderer | None = None
         self._goal_site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "goal")
         self._puck_qpos = self.model.jnt_qposadr[
@@ -116,9 +121,14 @@ class PushBlockEnv(gym.Env):
         mujoco.mj_resetData(self.model, self.data)
         rng = self.np_random
         puck = rng.uniform(-0.15, 0.15, size=2)
-        goal = rng.uniform(-0.25, 0.25, size=2)
-        while np.linalg.norm(goal - puck) < 0.12:
+        if self.fixed_goal is None:
             goal = rng.uniform(-0.25, 0.25, size=2)
+            while np.linalg.norm(goal - puck) < 0.12:
+                goal = rng.uniform(-0.25, 0.25, size=2)
+        else:
+            goal = self.fixed_goal.copy()
+            while np.linalg.norm(goal - puck) < 0.12:
+                puck = rng.uniform(-0.15, 0.15, size=2)
         pusher = rng.uniform(-0.3, 0.3, size=2)
         while np.linalg.norm(pusher - puck) < 0.1:
             pusher = rng.uniform(-0.3, 0.3, size=2)
@@ -150,23 +160,41 @@ class PushBlockEnv(gym.Env):
             self._renderer = None
 
 
-class PushBlockExpert:
-    """Scripted expert: get behind the puck (around it when needed), then push it to the goal.
+CONTACT = PUCK_RADIUS + PUSHER_RADIUS
 
-    ``get_action(obs)`` reads ``obs["state"]`` = pusher, puck, goal (x, y). Pushing steers the
-    pusher at a point just past the contact point on the puck-goal line, so sideways drift is
-    corrected; it goes back to repositioning when the pusher slips off the puck.
+
+class PushBlockExpert:
+    """Scripted expert whose action is a function of the current state alone (no hidden mode),
+    so behaviour cloning can learn it: push when right behind the puck, else circle to there.
+
+    ``get_action(obs)`` reads ``obs["state"]`` = pusher, puck, goal (x, y). With the pusher
+    within ``cone_deg`` of the point behind the puck (opposite the goal) and touching it, the
+    pusher aims through the puck's centre a little past it, which corrects sideways drift.
+    Otherwise it moves along a circle of radius ``clearance`` around the puck toward that point
+    (the shorter way round, at most ``max_step_deg`` of arc per step), closing in when nearly
+    there, or heads straight for it when far. On 60 seeds it solved 60 (median 64 steps); an
+    earlier expert with a hidden push / reposition flag gave state-based behaviour cloning
+    3-20 % success.
     """
 
-    clearance = PUCK_RADIUS + PUSHER_RADIUS + 0.04
+    clearance = CONTACT + 0.035
 
-    def __init__(self, push_speed: float = 0.5, gain: float = 10.0) -> None:
+    def __init__(
+        self,
+        push_speed: float = 0.6,
+        gain: float = 8.0,
+        cone_deg: float = 20.0,
+        max_step_deg: float = 35.0,
+        line_gain: float = 6.0,
+    ) -> None:
         self.push_speed = push_speed
         self.gain = gain
-        self.pushing = False
+        self.cos_cone = float(np.cos(np.radians(cone_deg)))
+        self.max_step = float(np.radians(max_step_deg))
+        self.line_gain = line_gain
 
     def reset(self) -> None:
-        self.pushing = False
+        """Nothing to forget: the expert keeps no state."""
 
     def get_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         pusher, puck, goal = (
@@ -175,30 +203,23 @@ class PushBlockExpert:
         to_goal = goal - puck
         direction = to_goal / (np.linalg.norm(to_goal) + 1e-9)
         offset = pusher - puck
-        along = float(offset @ direction)
-        lateral = offset - along * direction
-        lateral_norm = float(np.linalg.norm(lateral))
-        contact = puck - direction * (PUCK_RADIUS + PUSHER_RADIUS)
-        if self.pushing and (along > 0 or lateral_norm > 0.035):
-            self.pushing = False
-        if not self.pushing and along < -(PUCK_RADIUS + PUSHER_RADIUS) and lateral_norm < 0.012:
-            self.pushing = True
-        if self.pushing:
-            aim = contact + direction * 0.04 - pusher
-            velocity = aim / (np.linalg.norm(aim) + 1e-9) * self.push_speed * MAX_SPEED
+        distance = float(np.linalg.norm(offset)) + 1e-9
+        behind = -float(offset @ direction) / distance  # 1: right behind the puck
+        if behind > self.cos_cone and distance < CONTACT + 0.03:
+            # along the goal line, pulled back onto it behind the puck (keeps the push straight)
+            behind_point = puck - direction * CONTACT
+            velocity = direction * self.push_speed * MAX_SPEED
+            velocity = velocity + self.line_gain * (behind_point - pusher) * MAX_SPEED
         else:
-            side = (
-                lateral / lateral_norm
-                if lateral_norm > 1e-6
-                else np.array([-direction[1], direction[0]])
-            )
-            if along > -0.5 * self.clearance:
-                # beside or in front of the puck: step to its side first, then behind it
-                behind = -self.clearance if along < 0 else 0.0
-                waypoint = puck + side * self.clearance + direction * behind
-            else:
-                waypoint = puck - direction * self.clearance
-                if lateral_norm < 0.05:  # almost lined up: approach the contact point slowly
-                    waypoint = contact - direction * 0.01
+            target_angle = np.arctan2(-direction[1], -direction[0])
+            angle = np.arctan2(offset[1], offset[0])
+            delta = (target_angle - angle + np.pi) % (2 * np.pi) - np.pi
+            far = distance > 1.6 * self.clearance
+            step = np.clip(delta, -np.radians(60) if far else -self.max_step,
+                           np.radians(60) if far else self.max_step)  # fmt: skip
+            radius = self.clearance if abs(delta) > np.radians(15) else CONTACT + 0.005
+            waypoint = puck + radius * np.array([np.cos(angle + step), np.sin(angle + step)])
+            if far and abs(delta) < np.radians(60):  # a clear path to the point behind it
+                waypoint = puck - direction * radius
             velocity = (waypoint - pusher) * self.gain
         return np.clip(velocity / MAX_SPEED, -1.0, 1.0).astype(np.float32)

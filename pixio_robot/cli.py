@@ -107,6 +107,7 @@ def collect(cfg: DictConfig) -> None:
         valid_fraction=cfg.valid_fraction,
         max_attempts=cfg.max_attempts,
         overwrite=cfg.overwrite,
+        action_noise=cfg.get("action_noise", 0.0),
     )
     print(
         f"{cfg.env.id}: kept {stats.successes} successful of {stats.attempts} expert episodes "

@@ -46,14 +46,26 @@ class CollectionStats:
         return self.successes / max(1, self.attempts)
 
 
-def _episode(env: gym.Env, expert: Expert, seed: int) -> tuple[dict[str, list], bool]:
+def _episode(
+    env: gym.Env, expert: Expert, seed: int, action_noise: float = 0.0
+) -> tuple[dict[str, list], bool]:
+    """One expert episode. With ``action_noise`` the executed action is the expert's plus
+    Gaussian noise of that std (clipped to the action space) while the recorded action stays
+    the expert's (DART, Laskey et al. 2017): the demos then show how the expert recovers from
+    the small errors a cloned policy makes."""
     obs, info = env.reset(seed=seed)
     expert.reset()
+    rng = np.random.default_rng([seed, 7])
     record: dict[str, list] = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "dones": []}
     done = False
+    low, high = env.action_space.low, env.action_space.high
     while not done:
         action = np.asarray(expert.get_action(obs), dtype=np.float32)
-        next_obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if action_noise > 0:
+            noise = rng.normal(0.0, action_noise, action.shape)
+            executed = np.clip(action + noise, low, high).astype(np.float32)
+        next_obs, reward, terminated, truncated, info = env.step(executed)
         done = terminated or truncated
         record["obs"].append(obs)
         record["next_obs"].append(next_obs)
@@ -75,8 +87,13 @@ def collect_demos(
     max_attempts: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    action_noise: float = 0.0,
 ) -> CollectionStats:
-    """Roll out ``expert`` in ``env_id`` until ``num_demos`` successful episodes are written."""
+    """Roll out ``expert`` in ``env_id`` until ``num_demos`` successful episodes are written.
+
+    ``action_noise``: the std of Gaussian noise added to the executed actions while the expert's
+    own actions are recorded (see :func:`_episode`; the demo attribute ``action_noise`` says
+    so); 0 records the expert's own trajectories."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(
@@ -99,7 +116,7 @@ def collect_demos(
                         f"the expert succeeded in {stats.successes} of {stats.attempts} episodes of {env_id}; "
                         f"{num_demos} demos were asked for (max_attempts={max_attempts})"
                     )
-                record, success = _episode(env, expert, seed + stats.attempts)
+                record, success = _episode(env, expert, seed + stats.attempts, action_noise)
                 stats.attempts += 1
                 if not success:
                     continue
@@ -107,6 +124,7 @@ def collect_demos(
                 steps = len(record["actions"])
                 group.attrs["num_samples"] = steps
                 group.attrs["seed"] = seed + stats.attempts - 1
+                group.attrs["action_noise"] = float(action_noise)
                 for part in ("obs", "next_obs"):
                     for key in record[part][0]:
                         stacked = np.stack([o[key] for o in record[part]])

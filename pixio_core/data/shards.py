@@ -31,9 +31,15 @@ IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
 
 def expand_urls(urls: str | list[str]) -> list[str]:
-    """Brace-expand every pattern; local shards must exist (a clear error before training)."""
+    """Brace-expand every pattern (a local folder stands for the ``*.tar`` shards in it, sorted);
+    local shards must exist (a clear error before training)."""
     patterns = [urls] if isinstance(urls, str) else list(urls)
-    expanded = [url for pattern in patterns for url in braceexpand.braceexpand(pattern)]
+    expanded = []
+    for pattern in patterns:
+        if Path(pattern).is_dir():
+            expanded += sorted(str(p) for p in Path(pattern).glob("*.tar"))
+        else:
+            expanded += list(braceexpand.braceexpand(pattern))
     if not expanded:
         raise FileNotFoundError(f"no shards in {urls!r}")
     missing = [

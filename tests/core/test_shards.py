@@ -32,6 +32,12 @@ def test_brace_patterns_and_missing_shards(shards):
         expand_urls(str(shards[0]).replace("000000", "{000000..000009}"))
 
 
+def test_a_folder_stands_for_its_shards(shards, tmp_path):
+    assert expand_urls(str(shards[0].parent)) == sorted(str(p) for p in shards)
+    with pytest.raises(FileNotFoundError, match="no shards"):
+        expand_urls(str(tmp_path))
+
+
 def test_ranks_see_disjoint_shards_covering_everything(shards):
     transform = pretrain_transform(32)
     urls = [str(p) for p in shards]

@@ -154,7 +154,7 @@ def test_collect_cli(tmp_path, capsys):
 
     output = tmp_path / "demos.hdf5"
     main(["collect", "num_demos=2", f"output={output}", "env.kwargs.image_size=16"])
-    assert inspect_demos(output, env_name=ENV).num_demos == 2
+    assert inspect_demos(output, env_name="pixio_envs/PushBlock-v1").num_demos == 2  # the default
     assert "kept 2 successful" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="exists"):
         main(["collect", "num_demos=2", f"output={output}", "env.kwargs.image_size=16"])
@@ -238,3 +238,27 @@ def test_every_demo_is_checked_up_front(demo_file, tmp_path, name):
     with pytest.raises(ValueError, match=message) as error:
         inspect_demos(path, env_name=ENV)
     assert str(path) in str(error.value)
+
+
+def test_action_noise_records_the_expert_actions_at_the_perturbed_states(tmp_path):
+    path = tmp_path / "noisy.hdf5"
+    collect_demos(
+        "pixio_envs/PushBlock-v1", PushBlockExpert(), path, num_demos=1,
+        env_kwargs={"image_size": 16}, action_noise=0.3, progress=False,
+    )  # fmt: skip
+    expert = PushBlockExpert()
+    with h5py.File(path, "r") as handle:
+        demo = handle["data/demo_0"]
+        assert demo.attrs["action_noise"] == pytest.approx(0.3)
+        states, actions = demo["obs/state"][:], demo["actions"][:]
+        labels = np.stack([expert.get_action({"state": state}) for state in states])
+        np.testing.assert_allclose(actions, labels, atol=1e-6)  # the clean expert labels
+    clean = tmp_path / "clean.hdf5"
+    collect_demos(
+        "pixio_envs/PushBlock-v1", PushBlockExpert(), clean, num_demos=1,
+        env_kwargs={"image_size": 16}, progress=False,
+    )  # fmt: skip
+    with h5py.File(clean, "r") as handle:
+        plain = handle["data/demo_0/obs/state"][:]
+    steps = min(len(plain), len(states))
+    assert not np.allclose(plain[1:steps], states[1:steps])  # the noise moved the pusher

@@ -14,7 +14,7 @@ from pixio_robot.cli import main
 from pixio_robot.demos import collect_demos
 from pixio_robot.evaluation import make_env
 
-ENV = "pixio_envs/PushBlock-v0"
+ENV = "pixio_envs/PushBlock-v1"
 TINY_ACT = [
     "policy=act",
     "policy.config.dim_model=32",
@@ -78,7 +78,7 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     rows = json.loads((out / "results.json").read_text())
     assert len(rows) == 1 and rows[0]["name"] == "policy" and rows[0]["env_id"] == ENV
     assert set(rows[0]["success_per_seed"]) == {"0"} and len(rows[0]["episodes"]) == 2
-    assert "| policy | pixio_envs/PushBlock-v0 |" in (out / "results.md").read_text()
+    assert "| policy | pixio_envs/PushBlock-v1 |" in (out / "results.md").read_text()
     assert "results.md" in printed
     assert len(list((out / "videos").glob("*.mp4"))) == 1  # videos_per_seed=1
     before = (out / "results.json").read_bytes()
@@ -122,7 +122,7 @@ def test_policies_and_demos_that_do_not_fit(demos, tmp_path):
     _, config = load_policy(policy_dir)
     metaworld = make_env("pixio_envs/MetaWorld-drawer-open-v3", {"image_size": 16})
     try:
-        with pytest.raises(ValueError, match="trained on 'pixio_envs/PushBlock-v0'"):
+        with pytest.raises(ValueError, match="trained on 'pixio_envs/PushBlock-v1'"):
             check_policy_fits_env(config, metaworld)
         with pytest.raises(ValueError, match="outputs actions of dimension 2"):
             check_policy_fits_env(
@@ -135,7 +135,7 @@ def test_policies_and_demos_that_do_not_fit(demos, tmp_path):
         check_policy_fits_env({**config, "proprio_dim": 7}, push)
     push.close()
     # demos of one env cannot train a policy for another
-    with pytest.raises(SystemExit, match="holds demos of 'pixio_envs/PushBlock-v0'"):
+    with pytest.raises(SystemExit, match="holds demos of 'pixio_envs/PushBlock-v1'"):
         main(train_args(demos, tmp_path / "x", "env=metaworld"))
     with pytest.raises(ValueError, match="unknown env 'pixio_envs/Nope-v0'"):
         make_env("pixio_envs/Nope-v0", {})
