@@ -3,11 +3,13 @@
     pixio-robot collect                                  # 25 PushBlock demos -> outputs/robot/demos/
     pixio-robot collect num_demos=50 env.kwargs.image_size=128 output=/data/push.hdf5
     pixio-robot collect env=metaworld env.kwargs.task=hammer-v3 num_demos=25
+    pixio-robot frames sources.push_block=10000 output=/data/sim_frames
     pixio-robot train encoder.source=outputs/demo/checkpoints policy=act steps=3000
     pixio-robot eval policies=[outputs/robot/policies/push_block_mlp] episodes_per_seed=20
     pixio-robot compare encoders=[outputs/demo/checkpoints,random:pixio_vitt16]
 
-Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout), ``train`` (behavior
+Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout), ``frames`` (in-domain
+pre-training frames rendered from the simulators, WebDataset shards), ``train`` (behavior
 cloning on frozen features -> a self-contained policy checkpoint), ``eval`` (success rate per
 seed in parallel workers, mp4 videos, results.json + results.md), ``compare`` (train and
 evaluate the same policy on the same demos for several encoders), ``demo`` (all of it on our
@@ -46,6 +48,16 @@ COMMANDS = {
                 "pixio-robot collect",
                 "pixio-robot collect num_demos=50 env.kwargs.image_size=128 output=/data/p.hdf5",
                 "pixio-robot collect env=metaworld env.kwargs.task=hammer-v3 num_demos=25",
+            ),
+        ),
+        (
+            "frames",
+            "frames",
+            "In-domain pre-training frames from our simulators (PushBlock, MetaWorld, 3D rooms) "
+            "as WebDataset shards for pixio-pretrain data=sim_frames.",
+            (
+                "pixio-robot frames sources.push_block=10000 output=/data/sim_frames",
+                "pixio-robot frames sources.metaworld={hammer-v3:500,drawer-open-v3:500}",
             ),
         ),
         (
@@ -112,6 +124,27 @@ def collect(cfg: DictConfig) -> None:
     print(
         f"{cfg.env.id}: kept {stats.successes} successful of {stats.attempts} expert episodes "
         f"(expert success {stats.success_rate:.0%}), {stats.samples} steps -> {cfg.output}"
+    )
+
+
+def frames(cfg: DictConfig) -> None:
+    from pixio_robot.frames import FrameSettings, write_frame_shards
+
+    settings = FrameSettings(
+        sources=_plain(cfg.sources),
+        image_size=cfg.image_size,
+        seed=cfg.seed,
+        every=cfg.every,
+        action_noise=cfg.action_noise,
+        camera_jitter=cfg.camera_jitter,
+        samples_per_shard=cfg.samples_per_shard,
+    )
+    manifest = write_frame_shards(cfg.output, settings, overwrite=cfg.overwrite)
+    per_source = ", ".join(f"{k} {v}" for k, v in manifest["frames_per_source"].items())
+    print(
+        f"{manifest['frames']} frames ({per_source}) in {len(manifest['shards'])} shards -> "
+        f"{cfg.output} ({manifest['seconds']:.0f} s); train on them with: pixio-pretrain "
+        f"data=sim_frames data.urls={cfg.output}"
     )
 
 

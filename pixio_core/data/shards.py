@@ -31,13 +31,15 @@ IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
 
 def expand_urls(urls: str | list[str]) -> list[str]:
-    """Brace-expand every pattern (a local folder stands for the ``*.tar`` shards in it, sorted);
-    local shards must exist (a clear error before training)."""
+    """Brace-expand every pattern (a local folder stands for the ``*.tar`` shards in it, sorted,
+    leaving out hidden files such as a writer's temporaries); local shards must exist (a clear
+    error before training)."""
     patterns = [urls] if isinstance(urls, str) else list(urls)
     expanded = []
     for pattern in patterns:
         if Path(pattern).is_dir():
-            expanded += sorted(str(p) for p in Path(pattern).glob("*.tar"))
+            shards = [p for p in Path(pattern).glob("*.tar") if not p.name.startswith(".")]
+            expanded += sorted(str(p) for p in shards)
         else:
             expanded += list(braceexpand.braceexpand(pattern))
     if not expanded:

@@ -33,6 +33,7 @@ def test_brace_patterns_and_missing_shards(shards):
 
 
 def test_a_folder_stands_for_its_shards(shards, tmp_path):
+    (shards[0].parent / ".train-000009.abc.tmp.tar").write_bytes(b"half written")
     assert expand_urls(str(shards[0].parent)) == sorted(str(p) for p in shards)
     with pytest.raises(FileNotFoundError, match="no shards"):
         expand_urls(str(tmp_path))
