@@ -15,5 +15,9 @@ env_packages = ["pixio_envs"] + [f"pixio_envs.{name}" for name in find_packages(
 setup(
     packages=main_packages + env_packages + ["pixio_configs"],
     package_dir={"pixio_envs": "envs", "pixio_configs": "configs"},
-    package_data={"pixio_envs": ["assets/*.xml"], "pixio_configs": ["*.yaml", "*/*.yaml"]},
+    package_data={
+        "pixio_envs": ["assets/*.xml"],
+        "pixio_configs": ["*.yaml", "*/*.yaml"],
+        "pixio_core": ["weights/*/*"],  # shipped encoders (SHIPPED_ENCODERS)
+    },
 )

@@ -6,7 +6,9 @@ Sources, tried in this order:
 * a Hugging Face transformers ``PixioModel`` folder (``config.json`` with ``model_type: pixio``);
 * an official ``.pth`` state dict (or ``.safetensors``), sizes inferred from the tensor shapes;
 * ``hf://<repo_id>/<filename>``: a file of a Hugging Face repo, fetched with huggingface_hub;
-* a registered official name such as ``pixio_vith16``: the released ``.pth`` from the hub.
+* a registered official name such as ``pixio_vith16``: the released ``.pth`` from the hub;
+* a shipped name such as ``pixio_sim_vitt16``: weights this project trained, inside the package
+  (:data:`~pixio_core.models.registry.SHIPPED_ENCODERS`; no download).
 """
 
 from __future__ import annotations
@@ -42,7 +44,14 @@ from pixio_core.convert import (
 from pixio_core.io import atomic_file
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 from pixio_core.models.mae import PixioMAE
-from pixio_core.models.registry import ENCODER_SIZES, OFFICIAL_ENCODERS, create_encoder
+from pixio_core.models.registry import (
+    ENCODER_SIZES,
+    OFFICIAL_ENCODERS,
+    SHIPPED_ENCODERS,
+    create_encoder,
+)
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 HUB_ORG = "facebook"
 # Keys of training-time heads that are not part of the encoder: the MAE decoder (official
@@ -57,6 +66,20 @@ def official_hub_file(name: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------- state dicts
+def shipped_encoder_dir(name: str) -> Path:
+    """The folder of a shipped encoder (``config.json``, ``model.safetensors``, its model card,
+    training log and the command that made it); a clear error when the package lacks it."""
+    if name not in SHIPPED_ENCODERS:
+        raise ValueError(f"{name!r} is not a shipped encoder; shipped: {', '.join(SHIPPED_ENCODERS)}")
+    path = WEIGHTS_DIR / name
+    if not (path / MODEL_FILE).is_file():
+        raise FileNotFoundError(
+            f"the shipped encoder {name!r} is missing from this installation ({path / MODEL_FILE}); "
+            f"reinstall pixio or pass a checkpoint path"
+        )
+    return path
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` file or a ``torch.save``d state dict (``weights_only=True``).
 
@@ -294,6 +317,8 @@ def load_encoder(
         repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
         hint = "Download it yourself and pass the local path to load_encoder instead."
         encoder = _load_file(_download(repo_id, filename, hint, cache_dir), num_heads)
+    elif text in SHIPPED_ENCODERS:
+        encoder = _load_project_dir(shipped_encoder_dir(text))
     elif text in OFFICIAL_ENCODERS:
         repo_id, filename = official_hub_file(text)
         hint = (
@@ -309,8 +334,9 @@ def load_encoder(
         )
     else:
         raise FileNotFoundError(
-            f"{text!r} is neither an existing file or folder, an hf://<repo>/<file> address, nor a "
-            f"released encoder name ({', '.join(OFFICIAL_ENCODERS)})"
+            f"{text!r} is neither an existing file or folder, an hf://<repo>/<file> address, a "
+            f"released encoder name ({', '.join(OFFICIAL_ENCODERS)}) nor a shipped one "
+            f"({', '.join(SHIPPED_ENCODERS)})"
         )
     return encoder.to(device).eval()
 
@@ -378,7 +404,7 @@ def load_frozen_encoder(
         identity = f"{source}:seed{seed}"
     else:
         encoder = load_encoder(source)
-        path = Path(source)
+        path = shipped_encoder_dir(source) if source in SHIPPED_ENCODERS else Path(source)
         if path.exists():
             try:
                 path = resolve_checkpoint_dir(path) if path.is_dir() else path

@@ -32,6 +32,16 @@ OFFICIAL_ENCODERS = (
 )
 CPU_SIZES = ("pixio_vitt16", "pixio_vits16")
 
+# Weights trained by this project and shipped inside the package (pixio_core/weights/<name>/):
+# name -> what it is. They load offline by name: load_encoder("pixio_sim_vitt16").
+SHIPPED_ENCODERS: dict[str, str] = {
+    "pixio_sim_vitt16": (
+        "a 5.5 M-parameter Pixio ViT-T/16 pre-trained on CPU for about 90 minutes on 15,000 "
+        "frames rendered from this project's simulators (PushBlock, 8 MetaWorld tasks, 3D "
+        "rooms) at 128 px; a small simulator-domain model, not the released Pixio weights"
+    ),
+}
+
 # Decoders of the two recipes. The paper's Pixio decoder is 512 wide, 32 blocks, 16 heads; MAE's
 # is 512 wide, 8 blocks. At the CPU sizes both decoders are scaled down (width 128, 4 heads) and
 # keep the paper's 4:1 depth ratio (8 vs 2 blocks), so the two recipes stay comparable.

@@ -204,3 +204,13 @@ def test_unregistered_width_needs_num_heads(tmp_path):
     with pytest.raises(ValueError, match="width 96 matches no registered size.*num_heads"):
         load_encoder(path)
     same_outputs(encoder, load_encoder(path, num_heads=4), IMAGES)
+
+
+def test_shipped_encoder_missing_from_the_installation_says_so(tmp_path, monkeypatch):
+    import pixio_core.loading as loading
+
+    monkeypatch.setattr(loading, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing from this installation"):
+        load_encoder("pixio_sim_vitt16")
+    with pytest.raises(ValueError, match="not a shipped encoder"):
+        loading.shipped_encoder_dir("pixio_vith16")

@@ -1,6 +1,7 @@
 """pixio-pretrain end to end: exact resume after kill -9, and 2-process DDP (gloo) == 1 process."""
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -50,53 +51,90 @@ def data_root(tmp_path_factory):
     )
 
 
-def test_killed_run_resumes_exactly(tmp_path, data_root):
-    steps = ["train.total_steps=30", "train.checkpoint_every=3", "train.keep_last=2"]
-    subprocess.run(
-        _pretrain(tmp_path / "full", data_root, *steps), check=True, env=_env(), capture_output=True
-    )
+STEPS = ["train.total_steps=30", "train.checkpoint_every=3", "train.keep_last=2"]
 
-    interrupted = tmp_path / "interrupted"
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, data_root):
+    """The uninterrupted run every killed one is compared with, and its wall time."""
+    out = tmp_path_factory.mktemp("full")
+    started = time.perf_counter()
+    subprocess.run(_pretrain(out, data_root, *STEPS), check=True, env=_env(), capture_output=True)
+    return out, time.perf_counter() - started
+
+
+def _kill_when(out, data_root, ready) -> None:
     process = subprocess.Popen(
-        _pretrain(interrupted, data_root, *steps),
+        _pretrain(out, data_root, *STEPS),
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while not (interrupted / "checkpoints" / "step_00000006").exists():
-        assert process.poll() is None, "the run ended before it could be killed"
+    while not ready() and process.poll() is None:
         assert time.time() < deadline
-        time.sleep(0.02)
+        time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (interrupted / "summary.json").exists(), "killed too late: the run had finished"
-    killed_at = len(read_log(interrupted / "log.jsonl"))
-    assert killed_at < 30
 
+
+def _resume_and_compare(full, interrupted, data_root) -> None:
     resumed = subprocess.run(
-        _pretrain(interrupted, data_root, *steps),
+        _pretrain(interrupted, data_root, *STEPS),
         env=_env(),
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "resuming from" in resumed.stdout
-    full_log, resumed_log = (
-        read_log(tmp_path / "full" / "log.jsonl"),
-        read_log(interrupted / "log.jsonl"),
-    )
-    assert [e["step"] for e in resumed_log] == list(range(30))
+    full_log, resumed_log = read_log(full / "log.jsonl"), read_log(interrupted / "log.jsonl")
+    assert [e["step"] for e in resumed_log] == list(range(30)), resumed.stdout
     assert [e["loss"] for e in resumed_log] == [e["loss"] for e in full_log]
-    full_state, _, _ = load_checkpoint(tmp_path / "full" / "checkpoints")
+    full_state, _, _ = load_checkpoint(full / "checkpoints")
     resumed_state, _, _ = load_checkpoint(interrupted / "checkpoints")
     for key, value in full_state.items():
         assert torch.equal(value, resumed_state[key]), key
-    # keep_last=2: only the two newest checkpoints remain
-    assert sorted(p.name for p in (interrupted / "checkpoints").glob("step_*")) == [
+    # keep_last=2: only the two newest checkpoints remain, and no temp folder of a killed write
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()) == [
+        "last",
         "step_00000027",
         "step_00000030",
     ]
+
+
+def test_killed_run_resumes_exactly(tmp_path, data_root, full_run):
+    full, _ = full_run
+    interrupted = tmp_path / "interrupted"
+    _kill_when(interrupted, data_root, lambda: (interrupted / "checkpoints" / "step_00000006").exists())
+    assert not (interrupted / "summary.json").exists(), "killed too late: the run had finished"
+    assert len(read_log(interrupted / "log.jsonl")) < 30
+    _resume_and_compare(full, interrupted, data_root)
+
+
+def _kill_at_random_moments(tmp_path, data_root, full_run, points: int, seed: int) -> list[int]:
+    """Kill -9 at ``points`` moments drawn over the run's duration (start-up, mid-step,
+    mid-checkpoint write, after the end: wherever they fall); every resumed run must equal the
+    uninterrupted one bit for bit. Returns the step each run was killed at."""
+    full, seconds = full_run
+    rng = random.Random(seed)
+    killed_at = []
+    for point in range(points):
+        interrupted = tmp_path / f"killed_{point}"
+        moment = time.perf_counter() + rng.uniform(0.3, 1.1) * seconds
+        _kill_when(interrupted, data_root, lambda moment=moment: time.perf_counter() > moment)
+        log = interrupted / "log.jsonl"
+        killed_at.append(len(read_log(log)) if log.exists() else 0)
+        _resume_and_compare(full, interrupted, data_root)
+    return killed_at
+
+
+def test_kill_at_random_moments_resumes_exactly(tmp_path, data_root, full_run):
+    _kill_at_random_moments(tmp_path, data_root, full_run, points=2, seed=0)
+
+
+@pytest.mark.slow
+def test_kill_at_many_random_moments_resumes_exactly(tmp_path, data_root, full_run):
+    killed_at = _kill_at_random_moments(tmp_path, data_root, full_run, points=12, seed=1)
+    assert len(set(killed_at)) > 3, killed_at  # the moments spread over the run
 
 
 # Equality across process counts is an fp32 property: on a CPU with AMX, precision=auto picks
