@@ -278,8 +278,10 @@ def save_sharded_checkpoint(
     """An FSDP checkpoint, called on every rank: model + optimizer shards in ``dcp/``
     (torch.distributed.checkpoint, loadable on any number of processes), plus a consolidated
     ``model.safetensors`` + ``config.json`` + ``train_state.pt`` written by the main rank, so that
-    ``load_encoder`` reads it like any other checkpoint. Atomic: written to a temporary sibling
-    folder, renamed when complete."""
+    ``load_encoder`` reads it like any other checkpoint (with the SHA-256 of each of those files,
+    verified at load). Atomic: written to a temporary sibling folder, renamed when complete.
+    Every rank checks its shards finite first; a NaN or inf anywhere raises
+    :class:`NonFiniteCheckpointError` on all ranks and nothing is written."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
@@ -295,6 +297,7 @@ def save_sharded_checkpoint(
         tmp.mkdir(parents=True)
     dist.barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
+    _check_finite_on_every_rank(model_state, optim_state, directory, tmp, is_main)
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / SHARDED_DIR))
     full = get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -302,15 +305,52 @@ def save_sharded_checkpoint(
     if is_main:
         tensors = {k: v.detach().contiguous().cpu() for k, v in full.items()}
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(
-            json.dumps({FORMAT_KEY: FORMAT_VERSION, **config}, indent=2, sort_keys=True)
-        )
         torch.save(train_state, tmp / TRAIN_STATE_FILE)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        payload = {FORMAT_KEY: FORMAT_VERSION, **config, FILES_KEY: files}
+        payload[CONFIG_HASH_KEY] = config_sha256(payload)
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
     dist.barrier()
     return directory
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor  # DTensor shard
+
+
+def _check_finite_on_every_rank(
+    model_state: dict[str, Any],
+    optim_state: dict[str, Any],
+    directory: Path,
+    tmp: Path,
+    is_main: bool,
+) -> None:
+    """Each rank checks its own shards; all ranks raise :class:`NonFiniteCheckpointError` (the
+    first bad tensor named) when any holds NaN or inf, before a file is written."""
+    import torch.distributed as dist
+
+    message = ""
+    try:
+        check_finite({k: _local(v) for k, v in model_state.items()}, f"the weights of {directory}")
+        optim = {k: _local(v) for k, v in _optimizer_tensors(optim_state).items()}
+        check_finite(optim, f"the optimizer of {directory}")
+    except NonFiniteCheckpointError as error:
+        message = str(error)
+    first = next(iter(model_state.values()), None)
+    device = _local(first).device if first is not None else torch.device("cpu")
+    flag = torch.tensor([float(bool(message))], device=device)  # NCCL reduces CUDA tensors
+    dist.all_reduce(flag)
+    if flag.item():
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise NonFiniteCheckpointError(
+            message
+            or f"another rank found non-finite values for {directory}; not written "
+            "(the last good checkpoint is kept)"
+        )
 
 
 def load_sharded_checkpoint(

@@ -121,3 +121,63 @@ def test_an_edited_config_or_integer_weights_do_not_build_a_wrong_model(tmp_path
     save_file(state, str(tmp_path / "ints.safetensors"))
     with pytest.raises(ValueError, match="norm.weight: checkpoint dtype torch.int32"):
         load_encoder(tmp_path / "ints.safetensors")
+
+
+FSDP_WORKER = '''
+import json, os, sys
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from pixio_core.checkpoint import NonFiniteCheckpointError, save_sharded_checkpoint
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+fully_shard(model)
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+model(torch.randn(4, 8)).sum().backward()
+optimizer.step()
+out = sys.argv[1]
+save_sharded_checkpoint(f"{out}/step_1", model, optimizer, {}, {"step": 1}, rank == 0)
+with torch.no_grad():  # one NaN in the shard of rank 1 only
+    if rank == 1:
+        model[0].weight.to_local().view(-1)[0] = float("nan")
+try:
+    save_sharded_checkpoint(f"{out}/step_2", model, optimizer, {}, {"step": 2}, rank == 0)
+    outcome = "saved"
+except NonFiniteCheckpointError as error:
+    outcome = str(error)
+with open(f"{out}/rank{rank}.json", "w") as handle:
+    json.dump(outcome, handle)
+dist.destroy_process_group()
+'''
+
+
+def test_fsdp_checkpoints_with_a_non_finite_shard_stop_every_rank_before_writing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(FSDP_WORKER)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               "2", str(worker), str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    own, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (1, 0))
+    assert "the weights of" in own and "0.weight holds 1 non-finite" in own
+    assert "another rank found non-finite values" in other
+    assert (tmp_path / "step_1" / "model.safetensors").is_file()  # the good one stays
+    assert not (tmp_path / "step_2").exists() and not (tmp_path / ".step_2.tmp").exists()
+    # the consolidated files of an FSDP checkpoint carry their hashes like any other
+    config = json.loads((tmp_path / "step_1" / "config.json").read_text())
+    assert set(config["files"]) == {"model.safetensors", "train_state.pt"}
+    load_checkpoint(tmp_path / "step_1")
+    weights = tmp_path / "step_1" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model\.safetensors does not match the SHA-256"):
+        load_checkpoint(tmp_path / "step_1")

@@ -203,7 +203,10 @@ def test_fsdp_matches_one_process_and_resumes_on_another_process_count(tmp_path,
     one_state, _, _ = load_checkpoint(tmp_path / "one" / "checkpoints" / "step_00000004")
     fsdp_state, _, _ = load_checkpoint(checkpoint)
     for key, value in one_state.items():
-        torch.testing.assert_close(fsdp_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        # atol: a tenth of one Adam step at lr 1e-3. Summation order differs between 1 and 2
+        # processes, and Adam turns a near-zero gradient's rounding into up to ~1e-5 here (AMD
+        # EPYC); a wrong gradient average would be off by whole steps (~1e-3).
+        torch.testing.assert_close(fsdp_state[key], value, rtol=1e-4, atol=1e-4, msg=key)
     # as if the 2-process run had died after step 4: resume it in 1 process (resharded by DCP)
     shutil.rmtree(sharded / "checkpoints" / "step_00000006")
     write_last_pointer(sharded / "checkpoints", checkpoint)
