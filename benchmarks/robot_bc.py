@@ -8,7 +8,8 @@ measures env steps/s (render + physics) and the full control loop (render + enco
 physics, one env). Encoders: any ``load_encoder`` source or ``random:<size>``. Prints a markdown
 table and writes JSON.
 
-    python benchmarks/robot_bc.py --envs push_block --policies mlp,act
+    python benchmarks/robot_bc.py --envs push_block --policies mlp,act \
+        --encoders pixio_sim_vitt16,random:pixio_vitt16
     python benchmarks/robot_bc.py --envs metaworld:drawer-open-v3,metaworld:hammer-v3 --demos 25
 """
 
@@ -35,9 +36,11 @@ from pixio_robot.pipeline import evaluate_policy, train_policy
 
 
 def env_spec(name: str, image_size: int):
-    """``push_block`` or ``metaworld:<task>`` -> (env id, env kwargs, expert)."""
-    if name == "push_block":
-        return "pixio_envs/PushBlock-v0", {"image_size": image_size}, PushBlockExpert()
+    """``push_block`` (v1, fixed goal), ``push_block_v0`` (goal drawn per episode) or
+    ``metaworld:<task>`` -> (env id, env kwargs, expert)."""
+    if name in ("push_block", "push_block_v0"):
+        version = "v0" if name.endswith("v0") else "v1"
+        return f"pixio_envs/PushBlock-{version}", {"image_size": image_size}, PushBlockExpert()
     if name.startswith("metaworld:"):
         task = name.split(":", 1)[1]
         env_id = f"pixio_envs/MetaWorld-{task}"
@@ -45,7 +48,7 @@ def env_spec(name: str, image_size: int):
         if env_id not in pixio_envs.ENVS:
             env_id, kwargs = "pixio_envs/MetaWorld", {**kwargs, "task": task}
         return env_id, kwargs, MetaWorldExpert(task)
-    raise SystemExit(f"unknown env {name!r}: use push_block or metaworld:<task>")
+    raise SystemExit(f"unknown env {name!r}: use push_block, push_block_v0 or metaworld:<task>")
 
 
 def control_rate(env_id: str, env_kwargs: dict, policy_dir: Path, steps: int = 100):
@@ -82,7 +85,15 @@ def main() -> None:
     )
     parser.add_argument("--envs", default="push_block")
     parser.add_argument("--policies", default="mlp,act")
-    parser.add_argument("--encoders", default="outputs/demo/checkpoints,random:pixio_vitt16")
+    parser.add_argument(
+        "--encoders", default="pixio_sim_vitt16,random:pixio_vitt16,outputs/demo/checkpoints"
+    )
+    parser.add_argument(
+        "--feature",
+        default="auto",
+        choices=("auto", "pooled", "patch", "grid"),
+        help="frame feature; auto: pooled for the MLP (CortexBench), patch tokens for ACT",
+    )
     parser.add_argument("--demos", type=int, default=25)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
@@ -110,14 +121,14 @@ def main() -> None:
             experts[env_name] = json.loads(demo_file.with_suffix(".expert.json").read_text())
         for encoder_source in args.encoders.split(","):
             for policy_name in args.policies.split(","):
-                run = (
-                    args.work
-                    / "runs"
-                    / f"{slug}_{policy_name}_{encoder_source.replace('/', '_').replace(':', '_')}"
-                )
+                feature = args.feature
+                if feature == "auto":
+                    feature = "patch" if policy_name == "act" else "pooled"
+                encoder_slug = encoder_source.replace("/", "_").replace(":", "_")
+                run = args.work / "runs" / f"{slug}_{policy_name}_{feature}_{encoder_slug}"
                 _, summary = train_policy(
                     demo_file, env_id, run, encoder_source, policy_name,
-                    image_size=args.image_size, steps=args.steps,
+                    feature=feature, image_size=args.image_size, steps=args.steps,
                     lr=1e-3 if policy_name == "mlp" else 1e-4,
                     cache_dir=args.work / "cache", overwrite=True,
                 )  # fmt: skip
@@ -132,6 +143,7 @@ def main() -> None:
                         "env_id": env_id,
                         "encoder": encoder_source,
                         "policy": policy_name,
+                        "feature": feature,
                         "success_rate": result.success_rate,
                         "success_std_over_seeds": result.success_std,
                         "success_per_seed": result.success_per_seed,
@@ -154,14 +166,15 @@ def main() -> None:
         "rows": rows,
     }
     args.out.write_text(json.dumps(report, indent=2))
-    print("\n| env | expert success | encoder | policy | BC success (mean ± std over seeds) "
+    print("\n| env | expert success | encoder | policy | feature | BC success (mean ± std over seeds) "
           "| feature caching img/s | env steps/s | control loop Hz |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         expert_stats = experts[row["env"]]
         print(
             f"| {row['env']} | {expert_stats['successes']}/{expert_stats['attempts']} "
-            f"| {row['encoder']} | {row['policy']} | {100 * row['success_rate']:.0f} ± "
+            f"| {row['encoder']} | {row['policy']} | {row['feature']} "
+            f"| {100 * row['success_rate']:.0f} ± "
             f"{100 * row['success_std_over_seeds']:.0f} % | {row['feature_images_per_s']:.0f} "
             f"| {row['env_steps_per_s']:.0f} | {row['control_loop_hz']:.0f} |"
         )

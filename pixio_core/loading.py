@@ -70,7 +70,9 @@ def shipped_encoder_dir(name: str) -> Path:
     """The folder of a shipped encoder (``config.json``, ``model.safetensors``, its model card,
     training log and the command that made it); a clear error when the package lacks it."""
     if name not in SHIPPED_ENCODERS:
-        raise ValueError(f"{name!r} is not a shipped encoder; shipped: {', '.join(SHIPPED_ENCODERS)}")
+        raise ValueError(
+            f"{name!r} is not a shipped encoder; shipped: {', '.join(SHIPPED_ENCODERS)}"
+        )
     path = WEIGHTS_DIR / name
     if not (path / MODEL_FILE).is_file():
         raise FileNotFoundError(

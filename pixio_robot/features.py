@@ -1,7 +1,9 @@
 """Frozen-encoder features of every demo frame, computed once and cached.
 
 The paper's robot protocol embeds each frame with the mean of the encoder's class tokens
-(``pooled``); ``patch`` keeps the patch tokens instead. Features are keyed by the demo file
+(``pooled``); ``patch`` keeps the patch tokens instead; ``grid`` averages the patch tokens over
+each cell of a 2 x 2 grid of the image and concatenates the cells (``4 x width``), which keeps
+where things are (small objects move the class tokens little) at a fixed, MLP-sized width. Features are keyed by the demo file
 (path, size, modification time), the encoder's identity, the feature kind and the input size,
 and stored as safetensors (one tensor per demo) under ``cache_dir``.
 """
@@ -25,7 +27,8 @@ from pixio_core.io import atomic_file
 from pixio_core.models.encoder import PixioEncoder
 from pixio_core.precision import autocast
 
-FEATURES = ("pooled", "patch")
+FEATURES = ("pooled", "patch", "grid")
+GRID = 2  # cells per side of the ``grid`` feature
 
 
 def preprocess_frames(frames: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:
@@ -47,6 +50,18 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, image_size: int) -> tor
     return normalize_images(images)
 
 
+def grid_feature(patch_tokens: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """``(B, h*w, D)`` patch tokens of a ``image_hw`` image -> ``(B, GRID*GRID*D)``: the mean
+    token of each grid cell, cells in row-major order."""
+    batch, count, width = patch_tokens.shape
+    height = round((count * image_hw[0] / image_hw[1]) ** 0.5)
+    if height == 0 or count % height:
+        raise ValueError(f"{count} patch tokens do not tile a {image_hw[0]}x{image_hw[1]} image")
+    grid = patch_tokens.transpose(1, 2).reshape(batch, width, height, count // height)
+    cells = F.adaptive_avg_pool2d(grid, GRID)  # (B, D, GRID, GRID)
+    return cells.flatten(2).transpose(1, 2).flatten(1)
+
+
 @torch.no_grad()
 def embed_frames(
     encoder: PixioEncoder,
@@ -56,7 +71,8 @@ def embed_frames(
     batch_size: int = 64,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """``pooled``: ``(N, D)``; ``patch``: ``(N, h*w, D)``; float32 on the CPU."""
+    """``pooled``: ``(N, D)``; ``patch``: ``(N, h*w, D)``; ``grid``: ``(N, 4 D)``; float32 on
+    the CPU."""
     if feature not in FEATURES:
         raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
     device = next(encoder.parameters()).device
@@ -65,7 +81,10 @@ def embed_frames(
         images = preprocess_frames(frames[start : start + batch_size], image_size).to(device)
         with autocast(device, dtype):
             out = encoder.forward_features(images)
-        outputs.append(out["pooled" if feature == "pooled" else "patch_tokens"].float().cpu())
+        if feature == "grid":
+            outputs.append(grid_feature(out["patch_tokens"], images.shape[-2:]).float().cpu())
+        else:
+            outputs.append(out["pooled" if feature == "pooled" else "patch_tokens"].float().cpu())
     return torch.cat(outputs)
 
 

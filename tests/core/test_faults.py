@@ -123,7 +123,7 @@ def test_an_edited_config_or_integer_weights_do_not_build_a_wrong_model(tmp_path
         load_encoder(tmp_path / "ints.safetensors")
 
 
-FSDP_WORKER = '''
+FSDP_WORKER = """
 import json, os, sys
 import torch
 import torch.distributed as dist
@@ -151,7 +151,7 @@ except NonFiniteCheckpointError as error:
 with open(f"{out}/rank{rank}.json", "w") as handle:
     json.dump(outcome, handle)
 dist.destroy_process_group()
-'''
+"""
 
 
 def test_fsdp_checkpoints_with_a_non_finite_shard_stop_every_rank_before_writing(tmp_path):

@@ -104,7 +104,9 @@ def _resume_and_compare(full, interrupted, data_root) -> None:
 def test_killed_run_resumes_exactly(tmp_path, data_root, full_run):
     full, _ = full_run
     interrupted = tmp_path / "interrupted"
-    _kill_when(interrupted, data_root, lambda: (interrupted / "checkpoints" / "step_00000006").exists())
+    _kill_when(
+        interrupted, data_root, lambda: (interrupted / "checkpoints" / "step_00000006").exists()
+    )
     assert not (interrupted / "summary.json").exists(), "killed too late: the run had finished"
     assert len(read_log(interrupted / "log.jsonl")) < 30
     _resume_and_compare(full, interrupted, data_root)

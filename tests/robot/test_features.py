@@ -67,6 +67,22 @@ def test_patch_features_and_resizing():
     assert patches.shape == (3, 9, 192)
     with pytest.raises(ValueError, match="feature must be one of"):
         embed_frames(encoder, frames, 48, feature="cls")
+
+
+def test_grid_features_are_the_mean_patch_token_of_each_image_quarter():
+    torch.manual_seed(0)
+    encoder = create_encoder("pixio_vitt16", depth=1).eval()
+    frames = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8).numpy()
+    grid = embed_frames(encoder, frames, image_size=64, feature="grid")
+    patches = embed_frames(encoder, frames, image_size=64, feature="patch").reshape(2, 4, 4, 192)
+    assert grid.shape == (2, 4 * 192)
+    quarters = [patches[:, r : r + 2, c : c + 2].mean((1, 2)) for r in (0, 2) for c in (0, 2)]
+    torch.testing.assert_close(grid, torch.cat(quarters, dim=1))
+    # the top-left cell moves when only the top-left corner of the frame changes
+    changed = frames.copy()
+    changed[:, :16, :16] = 255 - changed[:, :16, :16]
+    other = embed_frames(encoder, changed, image_size=64, feature="grid").reshape(2, 4, 192)
+    assert (other[:, 0] - grid.reshape(2, 4, 192)[:, 0]).abs().max() > 1e-3
     with pytest.raises(ValueError, match="expected uint8 frames"):
         preprocess_frames(frames.astype("float32"), 48)
 

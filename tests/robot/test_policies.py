@@ -187,3 +187,40 @@ def test_action_chunks_queue_and_ensemble():
     assert not ensemble.ready() and ensemble.add(chunk + 10).item() == pytest.approx(5.5)
     with pytest.raises(ValueError, match="n_action_steps"):
         ActionChunks(chunk_size=2, n_action_steps=3)
+
+
+def test_spatial_softmax_keypoints_follow_a_bright_patch_and_the_mlp_learns_its_position():
+    from pixio_robot.policies.mlp.modeling_mlp import SpatialSoftmax
+
+    torch.manual_seed(0)
+    side, width = 4, 8
+    tokens = torch.zeros(256, side * side, width)
+    where = torch.randint(0, side * side, (256,))
+    tokens[torch.arange(256), where, 0] = 1.0  # one token stands out on channel 0
+    rows, cols = where // side, where % side
+    softmax = SpatialSoftmax(width, side * side, keypoints=1)
+    with torch.no_grad():
+        softmax.logits.weight.zero_()
+        softmax.logits.weight[0, 0] = 50.0  # attend to channel 0
+    points = softmax(tokens)  # (B, 2): x, y in [-1, 1]
+    torch.testing.assert_close(points[:, 0], cols / (side - 1) * 2 - 1, atol=1e-3, rtol=0)
+    torch.testing.assert_close(points[:, 1], rows / (side - 1) * 2 - 1, atol=1e-3, rtol=0)
+
+    # trained from scratch, the keypoint MLP reads the token's position off patch features
+    policy = make_policy(
+        "mlp", feature_dim=width, proprio_dim=0, action_dim=2, frame_history=1,
+        tokens_per_frame=side * side, keypoints=4,
+    )  # fmt: skip
+    data = {"features": tokens[:, None], "proprio": torch.zeros(256, 0)}
+    data["action"] = torch.stack([cols, rows], dim=1).float()
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    for _ in range(400):
+        loss, _ = policy(data)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    with pytest.raises(ValueError, match="features must be"):
+        policy({**data, "features": tokens[:, None, :9]})
+    with pytest.raises(ValueError, match="square grid"):
+        MLPPolicyConfig(feature_dim=8, proprio_dim=0, action_dim=2, keypoints=4)
