@@ -13,7 +13,8 @@ pre-training frames rendered from the simulators, WebDataset shards), ``train`` 
 cloning on frozen features -> a self-contained policy checkpoint), ``eval`` (success rate per
 seed in parallel workers, mp4 videos, results.json + results.md), ``compare`` (train and
 evaluate the same policy on the same demos for several encoders), ``demo`` (all of it on our
-own task with the encoder ``pixio-demo`` pre-trained; ``make demo`` runs it).
+own task with the shipped simulator-domain encoder ``pixio_sim_vitt16`` against a randomly
+initialised one; ``make demo`` runs it).
 """
 
 from __future__ import annotations
@@ -85,9 +86,9 @@ COMMANDS = {
         (
             "demo",
             "demo",
-            "Collect, train and evaluate on our own task with pixio-demo's encoder "
-            "(what make demo runs).",
-            ("pixio-robot demo",),
+            "Collect, train and evaluate on our own task with the shipped pixio_sim_vitt16 "
+            "encoder and a random-encoder baseline (what make demo runs).",
+            ("pixio-robot demo", "pixio-robot demo encoder.source=outputs/demo/checkpoints"),
         ),
     )
 }
@@ -238,7 +239,8 @@ def compare(cfg: DictConfig) -> None:
 
 
 def demo(cfg: DictConfig) -> None:
-    """Collect (once) -> train -> evaluate on our own task; prints the success rate."""
+    """Collect (once) -> train -> evaluate on our own task, for the demo's encoder and each
+    baseline (the same demos, policy and evaluation seeds); prints the success rates."""
     import pixio_envs  # noqa: F401
 
     from pixio_robot.demos import collect_demos, inspect_demos
@@ -255,21 +257,24 @@ def demo(cfg: DictConfig) -> None:
         )
         print(f"expert: {stats.successes} successes in {stats.attempts} episodes")
     info = inspect_demos(cfg.demos, env_name=cfg.env.id)
-    policy_dir = Path(cfg.output) / "policy"
-    _, summary = _train(cfg, cfg.encoder.source, str(policy_dir))
-    print(
-        f"trained {cfg.policy.name} on {info.num_demos} demos in {summary['train_seconds']:.0f} s "
-        f"(final loss {summary['final_loss']:.3f})"
-    )
-    rows = _evaluate_all(
-        cfg, [(f"{cfg.policy.name} on {cfg.encoder.source}", str(policy_dir))], Path(cfg.output)
-    )
-    row = rows[0]
-    print(
-        f"{cfg.env.id}: success rate {100 * row['success_rate']:.0f}% "
-        f"(± {100 * row['success_std']:.0f} over {len(row['success_per_seed'])} seeds), "
-        f"videos in {Path(cfg.output) / 'videos'}"
-    )
+    sources = [str(cfg.encoder.source), *(str(s) for s in cfg.get("baselines") or [])]
+    named = []
+    for index, source in enumerate(sources):
+        policy_dir = Path(cfg.output) / ("policy" if index == 0 else f"baseline_{slug(source)}")
+        _, summary = _train(cfg, source, str(policy_dir))
+        print(
+            f"trained {cfg.policy.name} on {source} features of {info.num_demos} demos in "
+            f"{summary['train_seconds']:.0f} s (final loss {summary['final_loss']:.3f})"
+        )
+        named.append((f"{cfg.policy.name} on {source}", str(policy_dir)))
+    rows = _evaluate_all(cfg, named, Path(cfg.output))
+    for source, row in zip(sources, rows, strict=True):
+        role = "encoder " if source == sources[0] else "baseline"
+        print(
+            f"{cfg.env.id}: {role} {source}: success rate {100 * row['success_rate']:.0f}% "
+            f"(± {100 * row['success_std']:.0f} over {len(row['success_per_seed'])} seeds)"
+        )
+    print(f"videos in {Path(cfg.output) / 'videos'}")
 
 
 def usage() -> str:

@@ -214,3 +214,20 @@ def test_shipped_encoder_missing_from_the_installation_says_so(tmp_path, monkeyp
         load_encoder("pixio_sim_vitt16")
     with pytest.raises(ValueError, match="not a shipped encoder"):
         loading.shipped_encoder_dir("pixio_vith16")
+
+
+def test_the_shipped_encoder_loads_by_name_with_its_provenance():
+    from pixio_core.loading import load_frozen_encoder, shipped_encoder_dir
+
+    folder = shipped_encoder_dir("pixio_sim_vitt16")
+    for name in ("README.md", "command.txt", "training_log.jsonl", "pretrain_config.yaml"):
+        assert (folder / name).is_file(), name
+    assert (folder / "model.safetensors").stat().st_size <= 25 * 2**20
+    assert "pixio-pretrain data=sim_frames" in (folder / "command.txt").read_text()
+    encoder = load_encoder("pixio_sim_vitt16")
+    assert encoder.embed_dim == 192 and encoder.num_class_tokens == 8
+    with torch.no_grad():
+        out = encoder.forward_features(torch.randn(1, 3, 128, 128))
+    assert out["patch_tokens"].shape == (1, 64, 192) and torch.isfinite(out["pooled"]).all()
+    _, identity = load_frozen_encoder("pixio_sim_vitt16")
+    assert identity == load_frozen_encoder("pixio_sim_vitt16")[1]

@@ -166,10 +166,17 @@ def test_demo_command_collects_trains_and_evaluates(demos, tmp_path, capsys):
         "seeds=[0]",
         "episodes_per_seed=1",
         "num_envs=1",
+        "baselines=[random:pixio_vitt16]",
     ]
     main(args)
     out = capsys.readouterr().out
-    assert "expert: 2 successes" in out and "success rate" in out
-    assert (tmp_path / "demo" / "results.json").is_file()
+    assert "expert: 2 successes" in out
+    assert f"encoder  {tiny_encoder(demos)}: success rate" in out
+    assert "baseline random:pixio_vitt16: success rate" in out
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [row["encoder"]["source"] for row in rows] == [
+        str(tiny_encoder(demos)),
+        "random:pixio_vitt16",
+    ]
     main(args)  # a second run reuses the demos and rebuilds the rest
     assert "expert:" not in capsys.readouterr().out
