@@ -32,7 +32,9 @@ FILES_KEY = "files"  # config.json: {file name: SHA-256} of the checkpoint's oth
 CONFIG_HASH_KEY = "config_sha256"  # config.json: SHA-256 of the rest of config.json
 STEP_PATTERN = re.compile(r"^step_\d+$")
 # what atomic writes of step checkpoints leave when a run is killed mid-write
-STALE_PATTERN = re.compile(r"^\.step_\d+\..*\.(tmp|old)$|^\.step_\d+\.tmp$")
+# leftovers of killed writes: checkpoint folders (.step_N.<random>.tmp / .old, .step_N.tmp) and
+# the `last` pointer's temporary file (.last.<random>.tmp, pixio_core.io.atomic_write_text)
+STALE_PATTERN = re.compile(r"^\.step_\d+\..*\.(tmp|old)$|^\.step_\d+\.tmp$|^\.last\.[^.]+\.tmp$")
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -233,7 +235,8 @@ def list_step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
 
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     """Delete what killed checkpoint writes left in ``run_dir`` (``.step_*...tmp`` / ``.old``
-    folders of our atomic writes, nothing else); returns what was removed."""
+    folders of our atomic writes and ``.last.*.tmp`` pointer files, nothing else); returns what
+    was removed."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []

@@ -65,10 +65,14 @@ def test_a_missing_last_pointer_resumes_from_the_newest_checkpoint_not_step_0(tm
     stale = out / "checkpoints" / ".step_00000003.x1y2.tmp"  # a killed write's leftovers
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"half")
+    pointer = out / "checkpoints" / ".last.k3j9_x2a.tmp"  # killed while writing `last`
+    pointer.write_text("step_000")
+    users = out / "checkpoints" / "notes.tmp"  # not ours: kept
+    users.write_text("mine")
     with pytest.warns(UserWarning, match="newest complete checkpoint, step_00000002"):
         _pretrain(out, "train.total_steps=3")
     assert [entry["step"] for entry in read_log(out / "log.jsonl")] == [0, 1, 2]
-    assert not stale.exists()
+    assert not stale.exists() and not pointer.exists() and users.read_text() == "mine"
 
 
 def test_non_finite_weights_or_optimizer_state_are_never_saved(tmp_path):
