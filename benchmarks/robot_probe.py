@@ -19,10 +19,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from pixio_core.loading import load_frozen_encoder
-from pixio_robot.features import preprocess_frames
+from pixio_robot.features import grid_feature, preprocess_frames
 
 KINDS = ("pooled", "cls", "patch_mean", "grid2", "patch")
 
@@ -35,13 +34,10 @@ def features(encoder, frames: np.ndarray, image_size: int) -> dict[str, np.ndarr
                 preprocess_frames(frames[start : start + 64], image_size)
             )
             patch = result["patch_tokens"]
-            batch, count, width = patch.shape
-            side = round(count**0.5)
-            grid = patch.transpose(1, 2).reshape(batch, width, side, side)
             out["pooled"].append(result["pooled"])
             out["cls"].append(result["cls_tokens"].flatten(1))
             out["patch_mean"].append(patch.mean(1))
-            out["grid2"].append(F.adaptive_avg_pool2d(grid, 2).flatten(1))
+            out["grid2"].append(grid_feature(patch, (image_size, image_size)))
             out["patch"].append(patch.flatten(1))
     return {kind: torch.cat(values).numpy().astype(np.float64) for kind, values in out.items()}
 

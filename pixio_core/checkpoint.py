@@ -87,11 +87,17 @@ def save_checkpoint(
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE_FILE)
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        payload = {FORMAT_KEY: FORMAT_VERSION, **config, FILES_KEY: files}
-        payload[CONFIG_HASH_KEY] = config_sha256(payload)
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        _write_config(tmp, config)
     return directory
+
+
+def _write_config(folder: Path, config: dict[str, Any]) -> None:
+    """``config.json`` of a checkpoint folder: ``config`` with the format marker, the SHA-256 of
+    every other file in ``folder`` and its own hash (what :func:`load_checkpoint` verifies)."""
+    files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    payload = {FORMAT_KEY: FORMAT_VERSION, **config, FILES_KEY: files}
+    payload[CONFIG_HASH_KEY] = config_sha256(payload)
+    (folder / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
 
 
 def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
@@ -309,10 +315,7 @@ def save_sharded_checkpoint(
         tensors = {k: v.detach().contiguous().cpu() for k, v in full.items()}
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         torch.save(train_state, tmp / TRAIN_STATE_FILE)
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        payload = {FORMAT_KEY: FORMAT_VERSION, **config, FILES_KEY: files}
-        payload[CONFIG_HASH_KEY] = config_sha256(payload)
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        _write_config(tmp, config)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)

@@ -3,9 +3,10 @@
 The paper's robot protocol embeds each frame with the mean of the encoder's class tokens
 (``pooled``); ``patch`` keeps the patch tokens instead; ``grid`` averages the patch tokens over
 each cell of a 2 x 2 grid of the image and concatenates the cells (``4 x width``), which keeps
-where things are (small objects move the class tokens little) at a fixed, MLP-sized width. Features are keyed by the demo file
-(path, size, modification time), the encoder's identity, the feature kind and the input size,
-and stored as safetensors (one tensor per demo) under ``cache_dir``.
+where things are (small objects move the class tokens little) at a fixed, MLP-sized width.
+Features are keyed by the demo file (path, size, modification time), the encoder's identity, the
+feature kind and the input size, and stored as safetensors (one tensor per demo) under
+``cache_dir``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reproduce the shipped ``pixio_sim_vitt16`` encoder: render frames, pre-train, export.
 
-    python scripts/train_sim_encoder.py                  # all three steps (~5 + ~50 min on 2 CPUs)
+    python scripts/train_sim_encoder.py                  # all three steps (~5 + ~40-90 min on 2 CPUs)
     python scripts/train_sim_encoder.py --ship-only      # export an existing run
 
 The commands it runs are written, with the run's config, training log and loss curve, into
@@ -78,7 +78,9 @@ def main() -> None:
                 check=True,
                 env={**os.environ, **ENVIRONMENT},
             )
-    target = ROOT / "pixio_core" / "weights" / NAME
+    from pixio_core.loading import WEIGHTS_DIR
+
+    target = WEIGHTS_DIR / NAME
     ship(ROOT / RUN, target)
     print(json.dumps({"weights": str(target)}))
 
