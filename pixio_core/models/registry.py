@@ -36,8 +36,8 @@ CPU_SIZES = ("pixio_vitt16", "pixio_vits16")
 # name -> what it is. They load offline by name: load_encoder("pixio_sim_vitt16").
 SHIPPED_ENCODERS: dict[str, str] = {
     "pixio_sim_vitt16": (
-        "a 5.5 M-parameter Pixio ViT-T/16 pre-trained on 2 CPU cores (4,000 steps, batch 32, "
-        "about 50 minutes) on 15,000 frames rendered from this project's simulators "
+        "a 5.5 M-parameter Pixio ViT-T/16 pre-trained on 2 CPU cores (4,000 steps, batch 32; "
+        "86 minutes of wall time on shared cores) on 15,000 frames rendered from this project's simulators "
         "(PushBlock, 8 MetaWorld tasks, 3D rooms) at 128 px; a small simulator-domain model, "
         "not the released Pixio weights"
     ),
