@@ -23,10 +23,14 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml setup.py | system-deps
+$(STAMP): pyproject.toml setup.py Makefile | system-deps
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'
+	# UniCeption only as the tests' independent reference for the MapAnything modules: its
+	# declared torchaudio pin cannot be met beside torch 2.14.1, so no deps (its modules need
+	# only these pure-Python packages)
+	$(PIP) install -q --no-deps uniception==0.1.7 jaxtyping==0.3.11 wadler-lindig==0.1.8 einops==0.8.1
 	@touch $(STAMP)
 
 demo: setup

@@ -22,6 +22,8 @@ from pixio_core.lazy import lazy_exports
 
 _EXPORTS = {
     "build_model": "pixio_3d.checkpoint",
+    "load_reconstruction_model": "pixio_3d.models.released",
+    "MapAnythingModel": "pixio_3d.models.mapanything",
     "load_model": "pixio_3d.checkpoint",
     "save_model": "pixio_3d.checkpoint",
     "MultiViewDataset": "pixio_3d.data",
@@ -43,6 +45,7 @@ _EXPORTS = {
 __all__ = [
     "EvalOptions",
     "FeatureSettings",
+    "MapAnythingModel",
     "MonoDepthModel",
     "MultiViewDataset",
     "POSE_SOLVERS",
@@ -55,6 +58,7 @@ __all__ = [
     "get_task",
     "load_model",
     "load_photos",
+    "load_reconstruction_model",
     "predict",
     "predict_views",
     "reconstruct_photos",
@@ -79,6 +83,8 @@ if TYPE_CHECKING:
         ReconstructionModel,
         SegmentationModel,
     )
+    from pixio_3d.models.mapanything import MapAnythingModel
+    from pixio_3d.models.released import load_reconstruction_model
     from pixio_3d.pipeline import (
         predict,
         predict_views,

@@ -186,17 +186,32 @@ def load_state_dict_strict(
         and expected[key].is_floating_point() != state_dict[key].is_floating_point()
     ]
     if missing or unexpected or wrong:
-        lines = [f"{source} does not fit a Pixio encoder with {encoder.config}:"]
-        for title, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", wrong),
-        ):
-            if items:
-                shown = items[:12] + ([f"... ({len(items) - 12} more)"] if len(items) > 12 else [])
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
-        raise CheckpointMismatchError("\n".join(lines))
+        raise CheckpointMismatchError(
+            mismatch_report(
+                f"{source} does not fit a Pixio encoder with {encoder.config}:",
+                missing,
+                unexpected,
+                wrong,
+            )
+        )
     encoder.load_state_dict(state_dict, strict=True)
+
+
+def mismatch_report(
+    headline: str, missing: list[str], unexpected: list[str], wrong: list[str]
+) -> str:
+    """The message of a :class:`CheckpointMismatchError`: the headline, then the missing,
+    unexpected and wrongly shaped keys (the first 12 of each)."""
+    lines = [headline]
+    for title, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("wrong shapes", wrong),
+    ):
+        if items:
+            shown = items[:12] + ([f"... ({len(items) - 12} more)"] if len(items) > 12 else [])
+            lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+    return "\n".join(lines)
 
 
 def encoder_from_state_dict(

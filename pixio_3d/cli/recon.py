@@ -42,6 +42,17 @@ def load_checkpoint_arg(path: str | None, prog: str) -> tuple[Any, dict[str, Any
     return model, config, checkpoint
 
 
+def load_model_arg(source: str, prog: str) -> tuple[Any, dict[str, Any], str]:
+    """``(model, config, source)`` from ``--model`` (a released model), with a clear error."""
+    from pixio_3d.models.released import load_reconstruction_model
+
+    try:
+        model = load_reconstruction_model(source, device="cpu")
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"{prog}: cannot load --model {source}: {error}") from None
+    return model, {"task": "reconstruction"}, source
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixio-recon", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -57,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         default=None,
         help=f"reconstruction checkpoint or run folder (default: {DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a released MapAnything-with-Pixio model instead of --checkpoint: a hub repo id "
+        "(facebook/pixio-vith16-mapanything; accept its licence and download it first) or a "
+        "local folder of it (config.json + model.pth or model.safetensors)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier result")
     parser.add_argument(
@@ -195,7 +213,12 @@ def _main(args: argparse.Namespace) -> None:
     if not Path(args.photos).exists():  # before the checkpoint: the user's input comes first
         raise SystemExit(f"pixio-recon: photo folder or video {args.photos} does not exist")
 
-    model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-recon")
+    if args.model is not None and args.checkpoint is not None:
+        raise SystemExit("pixio-recon: pass either --model or --checkpoint, not both")
+    if args.model is not None:
+        model, config, checkpoint = load_model_arg(args.model, "pixio-recon")
+    else:
+        model, config, checkpoint = load_checkpoint_arg(args.checkpoint, "pixio-recon")
     if config["task"] != "reconstruction":
         raise SystemExit(
             f"pixio-recon: {checkpoint} is a {config['task']!r} checkpoint; reconstruction needs "

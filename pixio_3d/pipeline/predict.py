@@ -10,6 +10,7 @@ import torch
 
 from pixio_3d.geometry import quaternion_translation_from_pose, transform_points
 from pixio_3d.models import ReconstructionModel
+from pixio_3d.models.mapanything import MapAnythingModel
 from pixio_3d.sfm import POSE_SOLVERS, FeatureSettings, poses_from_matches, refine_with_features
 from pixio_3d.sfm.bundle_adjust import depth_ratios, scale_spread
 from pixio_3d.sfm.depth_fit import MODELS
@@ -170,9 +171,10 @@ def predict_views(
     ``feature_settings`` for ``features``; see :func:`predict`). Returns the outputs of
     :func:`predict` for that scene as float64 numpy arrays without the batch axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
     """
-    if not isinstance(model, ReconstructionModel):
+    if not isinstance(model, (ReconstructionModel, MapAnythingModel)):
         raise ValueError(
-            f"reconstruction needs a ReconstructionModel (checkpoint task 'reconstruction'), got "
+            "reconstruction needs a ReconstructionModel (checkpoint task 'reconstruction') or a "
+            f"MapAnythingModel, got "
             f"{type(model).__name__}; for a single photo with a depth checkpoint use pixio-depth"
         )
     device = next(model.parameters()).device
