@@ -54,6 +54,14 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def run_worker(command: list[str], views: int) -> dict:
+    """Run one measuring subprocess; its last stdout line is its JSON row."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker for {views} views failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def worker(views: int, size: int, encoder_name: str, backend: str, repeats: int, threads: int):
     """Measure one configuration in this (fresh) process; print one JSON line."""
     import torch
@@ -137,10 +145,7 @@ def main() -> None:
                 "--image-size", str(args.image_size), "--encoder", args.encoder,
                 "--backends", backend, "--repeats", str(args.repeats), "--threads", str(args.threads),
             ]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"worker for {views} views failed:\n{done.stderr[-2000:]}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            rows.append(run_worker(command, views))
             row = rows[-1]
             print(
                 f"{backend:5s} V={views:3d} tokens={row['global_tokens']:6d} "
