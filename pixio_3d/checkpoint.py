@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pixio_3d.models.released import unique_state_dict
 from pixio_3d.tasks import get_task
 from pixio_core.checkpoint import (
     LAST_POINTER,
@@ -49,7 +50,7 @@ def saved_model_config(config: dict[str, Any]) -> dict[str, Any]:
     the reconstruction options ``position_embedding``, ``pose_matching`` and ``match_features``
     existed."""
     model_config = dict(config["model_config"])
-    if config.get("task") == "reconstruction":
+    if config.get("task") == "reconstruction" and "architecture" not in model_config:
         legacy = {"position_embedding": "none", "pose_matching": False, "match_features": "encoder"}
         model_config = {**legacy, **model_config}
     return model_config
@@ -74,7 +75,9 @@ def save_model(
     in the same atomic write, for exact resume."""
     encoder = _encoder_of(model)
     fine_tuned = any(p.requires_grad for p in encoder.parameters())
-    state = {k: v for k, v in model.state_dict().items() if fine_tuned or not _is_encoder_key(k)}
+    state = {
+        k: v for k, v in unique_state_dict(model).items() if fine_tuned or not _is_encoder_key(k)
+    }
     config = {
         "kind": KIND,
         "task": task,
@@ -129,10 +132,11 @@ def load_model(
             )
     model = build_model(config["task"], encoder, saved_model_config(config))
     result = model.load_state_dict(state, strict=False)
+    stored = set(unique_state_dict(model))  # one name per tensor (shared modules, MapAnything)
     missing = [
         k
         for k in result.missing_keys
-        if config.get("encoder_in_checkpoint") or not _is_encoder_key(k)
+        if k in stored and (config.get("encoder_in_checkpoint") or not _is_encoder_key(k))
     ]
     if missing or result.unexpected_keys:
         raise ValueError(

@@ -154,6 +154,17 @@ class ReconstructionTask(Task):
     def model_config(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         return dict(settings["recon"]["model"])
 
+    def build_model(self, encoder: nn.Module, model_config: Mapping[str, Any]) -> nn.Module:
+        """:class:`ReconstructionModel`, or with ``architecture: mapanything`` (``recon=mapanything_tiny``)
+        a :class:`~pixio_3d.models.mapanything.MapAnythingModel` of those sizes on ``encoder``:
+        the released model's architecture, trained with the same losses."""
+        if model_config.get("architecture") == "mapanything":
+            from pixio_3d.models.mapanything import MapAnythingConfig, MapAnythingModel
+
+            values = {**model_config, "encoder": encoder.config}
+            return MapAnythingModel(MapAnythingConfig(**values), encoder=encoder)
+        return super().build_model(encoder, model_config)
+
     def loss(
         self, model_config: Mapping[str, Any], loss_settings: Mapping[str, Any] | None = None
     ) -> nn.Module:

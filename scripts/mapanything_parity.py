@@ -111,7 +111,10 @@ def main() -> None:
                             theirs[v]["cam_trans"],
                             mine["cam_trans"][:, v] * scale[:, None],
                         ),
-                        "cam_quats": (theirs[v]["cam_quats"], mine["cam_quats"][:, v]),
+                        "cam_quats": (
+                            theirs[v]["cam_quats"],
+                            wxyz_to_xyzw(mine["cam_quats"][:, v]),
+                        ),
                         "metric_scale": (theirs[v]["metric_scaling_factor"][:, 0], scale),
                     }
                     for key, (a, b) in pairs.items():

@@ -37,6 +37,7 @@ returns this project's reconstruction keys with world = the camera of view 0 exa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -56,6 +57,8 @@ from pixio_3d.geometry import (
     ray_directions,
     transform_points,
 )
+from pixio_3d.models.heads import soft_matches
+from pixio_3d.models.reconstruction import MATCH_TEMPERATURE_LR_SCALE
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 from pixio_core.precision import resolve_precision
 
@@ -106,8 +109,14 @@ class MapAnythingConfig:
     scale_mode: str = "exp"
     scale_vmin: float = 1e-8
     views_per_chunk: int = 8  # views through the encoder and the dense heads at once in infer
+    # this project's extra (off in the released model): the pose head also sees each patch's
+    # soft match in view 0 (a flow field), supervised by the loss's ``match`` term
+    pose_matching: bool = False
+    architecture: str = "mapanything"  # tells a saved model config from ReconstructionConfig's
 
     def __post_init__(self) -> None:
+        if self.architecture != "mapanything":
+            raise ValueError(f"architecture must be 'mapanything', got {self.architecture!r}")
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig.from_dict(self.encoder)
         self.intermediate_layers = tuple(self.intermediate_layers)  # type: ignore[assignment]
@@ -122,11 +131,10 @@ class MapAnythingConfig:
                 raise ValueError(f"MapAnythingConfig.{name} must be a positive int, got {value!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
-        if len(self.intermediate_layers) != 2 or not all(
-            0 <= i < self.depth - 1 for i in self.intermediate_layers
-        ):
+        first, second = (self.intermediate_layers + (-1, -1))[:2]
+        if len(self.intermediate_layers) != 2 or not 0 <= first < second < self.depth - 1:
             raise UnsupportedReconstructionConfig(
-                "intermediate_layers must be 2 block indices below the last of "
+                "intermediate_layers must be 2 increasing block indices below the last of "
                 f"{self.depth} blocks (the DPT also reads the image features), "
                 f"got {self.intermediate_layers!r}"
             )
@@ -139,9 +147,9 @@ class MapAnythingConfig:
                 )
 
     @property
-    def pose_matching(self) -> bool:
-        """No soft matches to view 0 (the ``matches`` pose solver needs them)."""
-        return False
+    def use_intrinsics_input(self) -> bool:
+        """Known intrinsics always condition the network (as ray directions)."""
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -535,11 +543,19 @@ class MapAnythingModel(nn.Module):
     """MapAnything with a Pixio encoder (see the module docstring); strict-loads the released
     weights (:func:`pixio_3d.models.loading.load_reconstruction_model`)."""
 
-    def __init__(self, config: MapAnythingConfig | None = None) -> None:
+    def __init__(
+        self, config: MapAnythingConfig | None = None, encoder: PixioEncoder | None = None
+    ) -> None:
+        """``encoder``: an existing (e.g. frozen, pre-trained) Pixio encoder to build on; its
+        config must be ``config.encoder``. Default: a new one of ``config.encoder``."""
         super().__init__()
         config = config or MapAnythingConfig()
+        if encoder is not None and encoder.config != config.encoder:
+            raise ValueError(
+                f"the encoder's config {encoder.config} differs from config.encoder {config.encoder}"
+            )
         self.config = config
-        self.encoder = PixioEncoder(config.encoder)
+        self.encoder = encoder if encoder is not None else PixioEncoder(config.encoder)
         if config.encoder_checkpoint_wrapper:
             for i, block in enumerate(self.encoder.blocks):
                 self.encoder.blocks[i] = CheckpointWrapper(block)
@@ -565,7 +581,18 @@ class MapAnythingModel(nn.Module):
         self.dense_head = nn.Sequential(self.dpt_feature_head, self.dpt_regressor_head)
         self.pose_head = PoseRegressionHead(config.dim, patch, config.pose_resconv_blocks)
         self.scale_head = ScaleMLPHead(config.dim, config.scale_hidden_dim, config.scale_mlp_layers)
+        if config.pose_matching:  # as ReconstructionModel's: identity projection at init
+            self.match_proj = nn.Linear(config.dim, config.dim)
+            self.match_embed = nn.Linear(3, config.dim)
+            self.match_logit_scale = nn.Parameter(torch.tensor(math.log(20.0)))
         self.reset_parameters()
+
+    @property
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter name (read by the optimizer set-up)."""
+        return (
+            {"match_logit_scale": MATCH_TEMPERATURE_LR_SCALE} if self.config.pose_matching else {}
+        )
 
     def reset_parameters(self) -> None:
         """Random init: the encoder's own, xavier linears in the transformer, N(0, 0.02) scale
@@ -576,6 +603,9 @@ class MapAnythingModel(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        if self.config.pose_matching:
+            nn.init.eye_(self.match_proj.weight)
+            nn.init.zeros_(self.match_proj.bias)
 
     # ------------------------------------------------------------------ inputs
     def _geometric_features(
@@ -649,9 +679,11 @@ class MapAnythingModel(nn.Module):
         in metres (bool or ``(B,)``), which lets the scale inputs through.
 
         Returns per view ``ray_directions (B, V, H, W, 3)``, ``depth_along_ray (B, V, H, W)``,
-        ``cam_trans (B, V, 3)``, ``cam_quats (B, V, 4)`` (x, y, z, w), ``conf``,
+        ``cam_trans (B, V, 3)``, ``cam_quats (B, V, 4)`` (w, x, y, z: the network regresses
+        x, y, z, w, reordered here to this project's convention), ``conf``,
         ``non_ambiguous_mask_logits (B, V, H, W)`` (all before the metric scale) and
-        ``metric_scaling_factor (B,)``: MapAnything's outputs before its post-processing.
+        ``metric_scaling_factor (B,)``: MapAnything's outputs before its post-processing, and
+        the prediction :class:`~pixio_3d.training.losses.ReconstructionLoss` trains.
         """
         if images.ndim != 5:
             raise ValueError(f"images must be (B, V, 3, H, W), got shape {tuple(images.shape)}")
@@ -720,13 +752,22 @@ class MapAnythingModel(nn.Module):
             second.flatten(0, 1),
             final.flatten(0, 1),
         ]
+        pose_maps = maps[3]
+        match_logits = None
+        if self.config.pose_matching:
+            tokens = final.flatten(3).transpose(2, 3)  # (B, V, h*w, dim)
+            match, match_logits = soft_matches(
+                self.match_proj(tokens), self.match_logit_scale, grid
+            )
+            match = self.match_embed(match).transpose(2, 3).reshape(batch * views, -1, *grid)
+            pose_maps = pose_maps + match
         dense_parts, pose_parts = [], []
         for part in _chunks(batch * views, chunk):
             decoded = self.dpt_regressor_head(self.dpt_feature_head([m[part] for m in maps]), size)
             dense_parts.append(
                 dense_adaptor(decoded, self.config.depth_mode, self.config.confidence_vmin)
             )
-            pose_parts.append(self.pose_head(maps[3][part]))
+            pose_parts.append(self.pose_head(pose_maps[part]))
         dense = {key: torch.cat([p[key] for p in dense_parts]) for key in dense_parts[0]}
         pose = torch.cat(pose_parts)
         quats = pose[:, 3:] / pose[:, 3:].norm(dim=-1, keepdim=True).clamp(min=1e-8)
@@ -735,8 +776,10 @@ class MapAnythingModel(nn.Module):
         )[:, 0, 0]
         out = {key: value.reshape(batch, views, *value.shape[1:]) for key, value in dense.items()}
         out["cam_trans"] = pose[:, :3].reshape(batch, views, 3)
-        out["cam_quats"] = quats.reshape(batch, views, 4)
+        out["cam_quats"] = xyzw_to_wxyz(quats).reshape(batch, views, 4)
         out["metric_scaling_factor"] = scale
+        if match_logits is not None:
+            out["match_logits"] = match_logits
         return out
 
     @torch.no_grad()
@@ -756,7 +799,7 @@ class MapAnythingModel(nn.Module):
         of the encoder and the transformer (where supported), the heads in fp32 as MapAnything
         does; fp32 on a CPU (pass ``autocast_dtype=torch.bfloat16`` on an AMX CPU); ``progress`` (a tqdm bar over the views' encoding)
         on for a real-size model on a CPU.
-        ``keep_match_logits`` is accepted for the pipeline's sake (this model has none).
+        ``keep_match_logits``: also return ``match_logits`` (models with ``pose_matching``).
 
         Returns ``pts3d``, ``pts3d_cam (B, V, H, W, 3)``, ``ray_directions``,
         ``depth_along_ray``, ``depth_z (B, V, H, W)``, ``camera_poses (B, V, 4, 4)``,
@@ -764,7 +807,6 @@ class MapAnythingModel(nn.Module):
         ``intrinsics (B, V, 3, 3)``, ``conf``, ``non_ambiguous_mask (B, V, H, W)`` and
         ``metric_scaling_factor (B,)``.
         """
-        del keep_match_logits
         if "autocast_dtype" not in inputs and images.device.type == "cuda":
             dtype = resolve_precision("auto", images.device)
             inputs["autocast_dtype"] = None if dtype == torch.float32 else dtype
@@ -785,7 +827,7 @@ class MapAnythingModel(nn.Module):
             rays = ray_directions(intrinsics.to(rays), height, width)
         depth = raw["depth_along_ray"] * metric[:, None, None, None]
         poses = pose_from_quaternion_translation(
-            xyzw_to_wxyz(raw["cam_quats"]), raw["cam_trans"] * metric[:, None, None]
+            raw["cam_quats"], raw["cam_trans"] * metric[:, None, None]
         )
         poses = invert_pose(poses[:, :1]) @ poses  # world = view 0's camera exactly
         quats = matrix_to_quaternion(poses[..., :3, :3])
@@ -805,6 +847,11 @@ class MapAnythingModel(nn.Module):
             "conf": raw["conf"],
             "non_ambiguous_mask": raw["non_ambiguous_mask_logits"] > 0,
             "metric_scaling_factor": metric,
+            **(
+                {"match_logits": raw["match_logits"]}
+                if keep_match_logits and "match_logits" in raw
+                else {}
+            ),
         }
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "load_released_folder",
     "reference_config",
     "save_hub_folder",
+    "unique_state_dict",
 ]
 
 RELEASED_REPO = "facebook/pixio-vith16-mapanything"
@@ -246,6 +247,11 @@ def config_from_reference(
 def reference_config(config: MapAnythingConfig) -> dict[str, Any]:
     """MapAnything's ``config.json`` (init kwargs of its ``MapAnything`` class, ``pixio`` model)
     for ``config``: what :func:`save_hub_folder` writes and :func:`config_from_reference` reads."""
+    if config.pose_matching:
+        raise UnsupportedReconstructionConfig(
+            "a model with pose_matching (this project's extra) has no MapAnything config; save "
+            "it as a pixio_3d checkpoint (pixio_3d.checkpoint.save_model)"
+        )
     enc = config.encoder
     name = "raydirs+depth+pose+confidence+mask+scale"
     dense_dims, global_dims = list(config.dense_input_dims), list(config.global_input_dims)
@@ -400,6 +406,13 @@ def alias_groups(module: nn.Module) -> list[list[str]]:
     for name, tensor in module.state_dict(keep_vars=True).items():
         groups.setdefault(id(tensor), []).append(name)
     return list(groups.values())
+
+
+def unique_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` with each shared tensor under its first name only (the name
+    ``named_parameters`` gives it): what safetensors can write."""
+    state = module.state_dict()
+    return {group[0]: state[group[0]] for group in alias_groups(module)}
 
 
 def load_strict_with_aliases(

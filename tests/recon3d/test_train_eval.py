@@ -58,7 +58,7 @@ def assets(tmp_path_factory):
     return root
 
 
-def _common(assets, out, *extra):
+def _run_args(assets, out):
     return [
         f"output_dir={out}",
         f"data.root={assets / 'scenes'}",
@@ -67,6 +67,12 @@ def _common(assets, out, *extra):
         "train.global_batch_size=2",
         "data.num_views=3",
         "optim.warmup_steps=1",
+    ]
+
+
+def _common(assets, out, *extra):
+    return [
+        *_run_args(assets, out),
         "recon.model.width=64",
         "recon.model.depth=1",
         "recon.model.num_heads=2",
@@ -332,3 +338,74 @@ def test_two_process_ddp_matches_one_process(assets, tmp_path):
     two_state, _, _ = load_checkpoint(tmp_path / "two" / "checkpoints")
     for key, value in one_state.items():
         torch.testing.assert_close(two_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _mapanything_run(assets, out, *extra):
+    return [
+        *_run_args(assets, out),
+        "recon=mapanything_tiny",
+        "recon.model.dim=32",
+        "recon.model.depth=3",
+        "recon.model.intermediate_layers=[0,1]",
+        "recon.model.dpt_feature_dim=16",
+        "recon.model.dpt_layer_dims=[8,16,32,32]",
+        *extra,
+    ]
+
+
+def test_the_released_architecture_trains_resumes_and_reconstructs(assets, tmp_path):
+    """One model family: MapAnythingModel (the released model's architecture) at a tiny size
+    trains with the same losses, resumes exactly and loads like any reconstruction checkpoint."""
+    from pixio_3d.models.mapanything import MapAnythingModel
+
+    steps = ["train.total_steps=4", "train.checkpoint_every=2", "train.keep_last=3"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_main(_mapanything_run(assets, straight, *steps))
+    log = read_log(straight / "log.jsonl")
+    assert [e["step"] for e in log] == [0, 1, 2, 3] and all(math.isfinite(e["loss"]) for e in log)
+    assert not any("loss_match" in e for e in log)  # no pose matching: the released architecture
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step_00000004")
+    write_last_pointer(resumed / "checkpoints", resumed / "checkpoints" / "step_00000002")
+    train_main(_mapanything_run(assets, resumed, *steps))
+    assert [e["loss"] for e in read_log(resumed / "log.jsonl")] == [e["loss"] for e in log]
+    _state_equal(straight / "checkpoints", resumed / "checkpoints")
+    # another size into the same run is refused, naming the setting
+    with pytest.raises(SystemExit, match=r"dim.*new output_dir"):
+        train_main(_mapanything_run(assets, resumed, *steps, "recon.model.dim=48"))
+    model, config = load_model(straight / "checkpoints")
+    assert isinstance(model, MapAnythingModel) and config["task"] == "reconstruction"
+    assert config["model_config"]["architecture"] == "mapanything"
+    assert not config["encoder_in_checkpoint"]  # the frozen encoder stays where it was
+    sample = MultiViewDataset(assets / "scenes", 2)[0]
+    prediction = model.infer(sample["images"][None], sample["intrinsics"][None])
+    assert prediction["pts3d"].shape == (1, 2, 48, 64, 3)
+    torch.testing.assert_close(prediction["intrinsics"][0], sample["intrinsics"])
+    # the trained weights changed from a fresh build's (training reached the heads)
+    fresh = build_model("reconstruction", model.encoder, config["model_config"])
+    assert not torch.equal(fresh.pose_head.fc_t.weight, model.pose_head.fc_t.weight)
+    # and pixio-recon-eval scores it like any reconstruction checkpoint
+    out = tmp_path / "eval"
+    eval_main([str(straight / "checkpoints"), "--scenes", str(assets / "scenes"), "--views", "2",
+               "--out", str(out)])  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["views"] for r in rows] == [2] and all(
+        math.isfinite(v) for v in rows[0].values() if isinstance(v, float)
+    )
+
+
+def test_the_released_architecture_keeps_pose_matching_as_an_option(assets, tmp_path):
+    from pixio_3d.pipeline import predict
+
+    run = tmp_path / "matching"
+    train_main(
+        _mapanything_run(assets, run, "train.total_steps=2", "recon.model.pose_matching=true")
+    )
+    assert all("loss_match" in e for e in read_log(run / "log.jsonl"))  # the match loss trains it
+    model, config = load_model(run / "checkpoints")
+    assert config["model_config"]["pose_matching"] and model.lr_scales == {
+        "match_logit_scale": 10.0
+    }
+    sample = MultiViewDataset(assets / "scenes", 3)[0]
+    out = predict(model, sample["images"][None], sample["intrinsics"][None], pose_solver="matches")
+    assert out["camera_poses"].shape == (1, 3, 4, 4) and out["pose_support"].shape == (1, 3)
