@@ -26,7 +26,7 @@ from pathlib import Path
 from recon_memory import _reset_peak_rss, _rss_mb, run_worker
 
 
-def worker(views: int, height: int, width: int, chunk: int, threads: int) -> None:
+def worker(views: int, height: int, width: int, chunk: int, threads: int, bf16: bool) -> None:
     import torch
 
     from pixio_3d.models.mapanything import MapAnythingModel
@@ -41,7 +41,8 @@ def worker(views: int, height: int, width: int, chunk: int, threads: int) -> Non
     rss_before = _rss_mb("VmRSS")
     reset = _reset_peak_rss()
     start = time.perf_counter()
-    out = model.infer(images, views_per_chunk=chunk, progress=False)
+    dtype = torch.bfloat16 if bf16 else None  # autocast of the encoder and the transformer
+    out = model.infer(images, views_per_chunk=chunk, progress=False, autocast_dtype=dtype)
     seconds = time.perf_counter() - start
     peak = _rss_mb("VmHWM") if reset else float("nan")
     assert torch.isfinite(out["pts3d"]).all()
@@ -56,6 +57,7 @@ def worker(views: int, height: int, width: int, chunk: int, threads: int) -> Non
                 "build_seconds": round(build, 1),
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "threads": torch.get_num_threads(),
+                "precision": "bf16 autocast (encoder, transformer)" if bf16 else "fp32",
             }
         )
     )
@@ -69,6 +71,9 @@ def main() -> None:
     parser.add_argument("--views-per-chunk", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast (only fast where bf16 is native)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/mapanything_inference.json")
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -78,7 +83,9 @@ def main() -> None:
             f"--height and --width must be multiples of 16, got {args.height}x{args.width}"
         )
     if args.worker:
-        worker(args.views[0], args.height, args.width, args.views_per_chunk, args.threads)
+        worker(
+            args.views[0], args.height, args.width, args.views_per_chunk, args.threads, args.bf16
+        )
         return
     rows = []
     for views in args.views:
@@ -86,6 +93,7 @@ def main() -> None:
             sys.executable, __file__, "--worker", "--views", str(views), "--height",
             str(args.height), "--width", str(args.width), "--views-per-chunk",
             str(args.views_per_chunk), "--threads", str(args.threads),
+            *(["--bf16"] if args.bf16 else []),
         ]  # fmt: skip
         rows.append(run_worker(command, views))
         row = rows[-1]
@@ -106,7 +114,8 @@ def main() -> None:
 
     report = {
         "benchmark": "mapanything_inference",
-        "model": "MapAnythingModel() (released pixio_vith16 configuration, random weights, fp32)",
+        "model": "MapAnythingModel() (released pixio_vith16 configuration, random weights)",
+        "precision": "bf16 autocast" if args.bf16 else "fp32",
         "image_size": [args.height, args.width],
         "views_per_chunk": args.views_per_chunk,
         "torch": torch.__version__,
