@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-from recon_memory import _reset_peak_rss, _rss_mb, run_worker
+from recon_memory import _reset_peak_rss, _rss_mb, run_worker, write_report
 
 
 def worker(views: int, height: int, width: int, chunk: int, threads: int, bf16: bool) -> None:
@@ -110,7 +108,6 @@ def main() -> None:
             f"| {row['views']} | {row['seconds']:.1f} | {row['seconds_per_view']:.1f} | "
             f"{row['peak_extra_mb']:.0f} | {row['weights_rss_mb']:.0f} |"
         )
-    import torch
 
     report = {
         "benchmark": "mapanything_inference",
@@ -118,14 +115,9 @@ def main() -> None:
         "precision": "bf16 autocast" if args.bf16 else "fp32",
         "image_size": [args.height, args.width],
         "views_per_chunk": args.views_per_chunk,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
         "rows": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

@@ -164,23 +164,32 @@ def main() -> None:
             f"{row['peak_extra_mb']:.1f} | {per_view:.1f} | {row['attention_matrix_mb']:.1f} | "
             f"{row['cold_seconds']:.2f} | {row['median_seconds']} |"
         )
-    import torch
 
     report = {
         "benchmark": "recon_memory",
         "image_size": args.image_size,
         "encoder": args.encoder,
         "trunk": TRUNK,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
         "note": "peak extra RSS = peak resident set during one infer minus resident set before; "
         "batch of 1 scene; encoder and DPT run frames_chunk_size views at a time",
         "rows": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_report(args.output, report)
+
+
+def write_report(output: Path, report: dict) -> None:
+    """Write ``report`` with the torch version and the machine as JSON to ``output``."""
+    import torch
+
+    report = {
+        **report,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ returns this project's reconstruction keys with world = the camera of view 0 exa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -50,15 +50,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from pixio_3d.geometry import (
-    intrinsics_from_rays,
     invert_pose,
     matrix_to_quaternion,
     pose_from_quaternion_translation,
     ray_directions,
-    transform_points,
 )
 from pixio_3d.models.heads import soft_matches
-from pixio_3d.models.reconstruction import MATCH_TEMPERATURE_LR_SCALE
+from pixio_3d.models.reconstruction import MATCH_TEMPERATURE_LR_SCALE, _chunks, compose_geometry
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
 from pixio_core.precision import resolve_precision
 
@@ -533,11 +531,6 @@ def wxyz_to_xyzw(quats: torch.Tensor) -> torch.Tensor:
     return torch.cat([quats[..., 1:], quats[..., :1]], dim=-1)
 
 
-def _chunks(total: int, size: int) -> Iterator[slice]:
-    for start in range(0, total, size):
-        yield slice(start, min(total, start + size))
-
-
 # ------------------------------------------------------------------------------------ model
 class MapAnythingModel(nn.Module):
     """MapAnything with a Pixio encoder (see the module docstring); strict-loads the released
@@ -815,7 +808,7 @@ class MapAnythingModel(nn.Module):
             inputs["autocast_dtype"] = None if dtype == torch.float32 else dtype
         show = inputs.pop("progress", None)
         if show is None:  # a bar where a view takes seconds: a real-size model on a CPU
-            show = images.device.type == "cpu" and self.config.encoder.embed_dim >= 768
+            show = images.device.type == "cpu" and real_size
         if show is True:
             from tqdm.auto import tqdm
 
@@ -823,41 +816,21 @@ class MapAnythingModel(nn.Module):
                 raw = self.forward(images, intrinsics, progress=bar, **inputs)
         else:
             raw = self.forward(images, intrinsics, progress=show or None, **inputs)
-        height, width = images.shape[-2:]
-        metric = raw["metric_scaling_factor"]
-        rays = raw["ray_directions"]
+        # world = view 0's camera exactly: rebase the (unscaled) poses, then compose as
+        # ReconstructionModel does (scaling commutes with the rigid rebase)
+        poses = pose_from_quaternion_translation(raw["cam_quats"], raw["cam_trans"])
+        poses = invert_pose(poses[:, :1]) @ poses
+        raw["cam_quats"] = matrix_to_quaternion(poses[..., :3, :3])
+        raw["cam_trans"] = poses[..., :3, 3]
         if intrinsics is not None:
-            rays = ray_directions(intrinsics.to(rays), height, width)
-        depth = raw["depth_along_ray"] * metric[:, None, None, None]
-        poses = pose_from_quaternion_translation(
-            raw["cam_quats"], raw["cam_trans"] * metric[:, None, None]
-        )
-        poses = invert_pose(poses[:, :1]) @ poses  # world = view 0's camera exactly
-        quats = matrix_to_quaternion(poses[..., :3, :3])
-        points_cam = rays * depth.unsqueeze(-1)
+            height, width = images.shape[-2:]
+            raw["ray_directions"] = ray_directions(intrinsics.to(raw["conf"]), height, width)
         return {
-            "pts3d": transform_points(poses, points_cam),
-            "pts3d_cam": points_cam,
-            "ray_directions": rays,
-            "depth_along_ray": depth,
-            "depth_z": points_cam[..., 2],
-            "camera_poses": poses,
-            "cam_quats": quats,
-            "cam_trans": poses[..., :3, 3],
-            "intrinsics": (intrinsics if intrinsics is not None else intrinsics_from_rays(rays)).to(
-                rays
-            ),
-            "conf": raw["conf"],
+            **compose_geometry(raw, intrinsics),
             "non_ambiguous_mask": raw["non_ambiguous_mask_logits"] > 0,
-            "metric_scaling_factor": metric,
             **(
                 {"match_logits": raw["match_logits"]}
                 if keep_match_logits and "match_logits" in raw
                 else {}
             ),
         }
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Parameters counted once (shared modules are not counted twice)."""
-    return sum(p.numel() for p in model.parameters())
