@@ -7,27 +7,33 @@
     pixio-robot train encoder.source=outputs/demo/checkpoints policy=act steps=3000
     pixio-robot eval policies=[outputs/robot/policies/push_block_mlp] episodes_per_seed=20
     pixio-robot compare encoders=[outputs/demo/checkpoints,random:pixio_vitt16]
+    pixio-robot export-lerobot outputs/robot/demos/push_block.hdf5 /data/push_lerobot
+    pixio-robot collect format=lerobot output=/data/push_lerobot
 
-Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout), ``frames`` (in-domain
+Commands: ``collect`` (scripted-expert demos, robomimic HDF5 layout or LeRobot v3), ``frames`` (in-domain
 pre-training frames rendered from the simulators, WebDataset shards), ``train`` (behavior
 cloning on frozen features -> a self-contained policy checkpoint), ``eval`` (success rate per
 seed in parallel workers, mp4 videos, results.json + results.md), ``compare`` (train and
-evaluate the same policy on the same demos for several encoders), ``demo`` (all of it on our
+evaluate the same policy on the same demos for several encoders), ``export-lerobot`` and
+``import-lerobot`` (HDF5 demos <-> LeRobotDataset v3 folder), ``demo`` (all of it on our
 own task with the shipped simulator-domain encoder ``pixio_sim_vitt16`` against a randomly
 initialised one; ``make demo`` runs it).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pixio_core.cli.console import HydraCommand, print_help, run_hydra_command
+from pixio_core.cli.console import HydraCommand, print_help, run_guarded, run_hydra_command
 
 MUJOCO = {"MUJOCO_GL": "egl"}  # before mujoco is first imported
 COMMANDS = {
@@ -43,12 +49,14 @@ COMMANDS = {
         (
             "collect",
             "collect",
-            "Scripted-expert demonstrations in robomimic's HDF5 layout (successful episodes "
-            "only; an existing file is kept unless overwrite=true).",
+            "Scripted-expert demonstrations in robomimic's HDF5 layout, or a LeRobot v3 "
+            "dataset with format=lerobot (successful episodes only; an existing output is kept "
+            "unless overwrite=true).",
             (
                 "pixio-robot collect",
                 "pixio-robot collect num_demos=50 env.kwargs.image_size=128 output=/data/p.hdf5",
                 "pixio-robot collect env=metaworld env.kwargs.task=hammer-v3 num_demos=25",
+                "pixio-robot collect format=lerobot output=/data/push_lerobot",
             ),
         ),
         (
@@ -106,25 +114,44 @@ def collect(cfg: DictConfig) -> None:
     import pixio_envs  # noqa: F401  (registers the environments)
 
     from pixio_robot.demos import collect_demos
+    from pixio_robot.lerobot import check_output, hdf5_to_lerobot
 
+    fmt = str(cfg.get("format", "hdf5"))
+    if fmt not in ("hdf5", "lerobot"):
+        raise ValueError(f"format must be hdf5 or lerobot, got {fmt!r}")
     expert_kwargs = cfg.env.get("expert_kwargs")
     expert_kwargs = OmegaConf.to_container(expert_kwargs, resolve=True) if expert_kwargs else {}
     expert = load_object(cfg.env.expert)(**expert_kwargs)
-    stats = collect_demos(
-        cfg.env.id,
-        expert,
-        cfg.output,
-        cfg.num_demos,
-        env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
-        seed=cfg.seed,
-        valid_fraction=cfg.valid_fraction,
-        max_attempts=cfg.max_attempts,
-        overwrite=cfg.overwrite,
-        action_noise=cfg.get("action_noise", 0.0),
-    )
+    output = Path(cfg.output)
+
+    def run(path: Path, overwrite: bool):
+        return collect_demos(
+            cfg.env.id,
+            expert,
+            path,
+            cfg.num_demos,
+            env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+            seed=cfg.seed,
+            valid_fraction=cfg.valid_fraction,
+            max_attempts=cfg.max_attempts,
+            overwrite=overwrite,
+            action_noise=cfg.get("action_noise", 0.0),
+        )
+
+    if fmt == "hdf5":
+        stats = run(output, cfg.overwrite)
+    else:  # collect to HDF5 in a scratch folder beside the output, then convert
+        output = output.with_suffix("") if output.suffix in (".hdf5", ".h5") else output
+        check_output(output, cfg.overwrite)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
+            stats = run(Path(tmp) / "demos.hdf5", True)
+            hdf5_to_lerobot(
+                Path(tmp) / "demos.hdf5", output, codec=cfg.codec, overwrite=cfg.overwrite
+            )
     print(
         f"{cfg.env.id}: kept {stats.successes} successful of {stats.attempts} expert episodes "
-        f"(expert success {stats.success_rate:.0%}), {stats.samples} steps -> {cfg.output}"
+        f"(expert success {stats.success_rate:.0%}), {stats.samples} steps -> {output}"
     )
 
 
@@ -277,8 +304,58 @@ def demo(cfg: DictConfig) -> None:
     print(f"videos in {Path(cfg.output) / 'videos'}")
 
 
+def _lerobot_parser(name: str) -> argparse.ArgumentParser:
+    export = name == "export-lerobot"
+    parser = argparse.ArgumentParser(
+        prog=f"pixio-robot {name}",
+        description=(
+            "Convert HDF5 demos (robomimic layout, from pixio-robot collect) to a LeRobotDataset "
+            "v3 folder: meta/info.json, meta/tasks.parquet, meta/stats.json, meta/episodes/, "
+            "data/ (parquet) and videos/ (mp4)."
+            if export
+            else "Convert a LeRobotDataset v3 folder to an HDF5 demo file (robomimic layout)."
+        ),
+    )
+    parser.add_argument("source", type=Path, help="DEMOS.hdf5" if export else "LeRobot folder")
+    parser.add_argument("output", type=Path, help="LeRobot folder" if export else "DEMOS.hdf5")
+    if export:
+        parser.add_argument(
+            "--codec",
+            default="av1",
+            choices=["av1", "h264", "lossless"],
+            help="video codec: av1 (LeRobot's default, lossy), h264, lossless (RGB H.264)",
+        )
+        parser.add_argument(
+            "--fps", type=float, default=None, help="default: the env's control rate"
+        )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser
+
+
+def convert(name: str, argv: Sequence[str]) -> None:
+    """``pixio-robot export-lerobot DEMOS.hdf5 OUT`` / ``import-lerobot DIR OUT.hdf5``."""
+    args = _lerobot_parser(name).parse_args(argv)
+
+    def run() -> None:
+        from pixio_robot.lerobot import hdf5_to_lerobot, lerobot_to_hdf5
+
+        if name == "export-lerobot":
+            out = hdf5_to_lerobot(args.source, args.output, args.fps, args.codec, args.overwrite)
+        else:
+            out = lerobot_to_hdf5(args.source, args.output, args.overwrite)
+        print(f"{args.source} -> {out}")
+
+    run_guarded(f"pixio-robot {name}", run)
+
+
+CONVERSIONS = {
+    "export-lerobot": "HDF5 demos -> a LeRobotDataset v3 folder (parquet + mp4).",
+    "import-lerobot": "A LeRobotDataset v3 folder -> HDF5 demos (robomimic layout).",
+}
+
+
 def usage() -> str:
-    width = max(len(name) for name in COMMANDS)
+    width = max(len(name) for name in [*COMMANDS, *CONVERSIONS])
     lines = [
         f"usage: pixio-robot {{{','.join(COMMANDS)}}} [KEY=VALUE ...]",
         "",
@@ -287,6 +364,7 @@ def usage() -> str:
         "commands:",
     ]
     lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {summary}" for name, summary in CONVERSIONS.items()]
     lines += ["", "pixio-robot COMMAND --help shows a command's config groups and settings."]
     return "\n".join(lines)
 
@@ -296,10 +374,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print_help(usage())
+    if args and args[0] in CONVERSIONS:
+        for key, value in MUJOCO.items():
+            os.environ.setdefault(key, value)
+        convert(args[0], args[1:])
+        return
     if not args or args[0] not in COMMANDS:
         given = f"unknown command {args[0]!r}" if args else "no command given"
         raise SystemExit(
-            f"pixio-robot: {given}; usage: pixio-robot {{{', '.join(COMMANDS)}}} [overrides] "
+            f"pixio-robot: {given}; usage: pixio-robot {{{', '.join([*COMMANDS, *CONVERSIONS])}}} "
+            "[overrides] "
             "(pixio-robot --help lists the commands)"
         )
     command = COMMANDS[args[0]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class EvalResult:
     episodes_per_seed: int
     mean_episode_steps: float
     steps_per_s: float = 0.0  # environment steps per second of the whole control loop
+    seconds: float = 0.0  # wall-clock time of the whole evaluation
     episodes: list[dict[str, Any]] = field(default_factory=list)
     videos: list[str] = field(default_factory=list)
 
@@ -137,6 +139,8 @@ def evaluate(
             active = np.arange(num_envs) < len(batch)
             success = np.zeros(num_envs, dtype=bool)
             lengths = np.zeros(num_envs, dtype=int)
+            sum_reward = np.zeros(num_envs)
+            max_reward = np.full(num_envs, -np.inf)
             record = [
                 batch[i][1] < videos_per_seed and video_dir is not None if i < len(batch) else False
                 for i in range(num_envs)
@@ -150,7 +154,12 @@ def evaluate(
                 action = policy.select_action(
                     {"features": features, "proprio": torch.as_tensor(obs["proprio"]).float()}
                 )
-                obs, _, terminated, truncated, info = envs.step(action.numpy().astype(np.float32))
+                obs, reward, terminated, truncated, info = envs.step(
+                    action.numpy().astype(np.float32)
+                )
+                reward = np.asarray(reward, dtype=np.float64)
+                sum_reward += np.where(active, reward, 0.0)
+                max_reward = np.where(active, np.maximum(max_reward, reward), max_reward)
                 wins = np.asarray(info.get("is_success", np.zeros(num_envs)), dtype=bool)
                 success |= wins & active
                 lengths += active
@@ -164,6 +173,8 @@ def evaluate(
                         "reset_seed": episode_seed(seed, episode),
                         "success": bool(success[i]),
                         "steps": int(lengths[i]),
+                        "sum_reward": float(sum_reward[i]),
+                        "max_reward": float(max_reward[i]),
                     }
                 )
                 if record[i]:
@@ -187,6 +198,7 @@ def evaluate(
         episodes_per_seed=episodes_per_seed,
         mean_episode_steps=float(np.mean([e["steps"] for e in episodes])),
         steps_per_s=steps_total / max(seconds, 1e-9),
+        seconds=seconds,
         episodes=episodes,
         videos=videos,
     )
@@ -208,10 +220,57 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lerobot_eval_info(row: dict[str, Any]) -> dict[str, Any]:
+    """One evaluation row in the shape of ``lerobot-eval``'s ``eval_info.json``: ``per_task``
+    [{task_group, task_id, metrics: {sum_rewards, max_rewards, successes, video_paths, ...}}],
+    ``per_group`` and ``overall`` ({avg_sum_reward, avg_max_reward, pc_success (percent),
+    n_episodes, eval_s, eval_ep_s, video_paths}), plus ``per_episode`` as its single-env
+    evaluator reports it ({episode_ix, sum_reward, max_reward, success, seed = reset seed})."""
+    episodes = row["episodes"]
+    sums = [e.get("sum_reward", float("nan")) for e in episodes]
+    maxes = [e.get("max_reward", float("nan")) for e in episodes]
+    successes = [bool(e["success"]) for e in episodes]
+    videos = list(row.get("videos", []))
+    seconds = float(row.get("seconds", 0.0))
+
+    def mean(values: list) -> float:
+        return float(np.nanmean(np.asarray(values, dtype=float))) if values else float("nan")
+
+    aggregated = {
+        "avg_sum_reward": mean(sums),
+        "avg_max_reward": mean(maxes),
+        "pc_success": 100.0 * mean(successes),
+        "n_episodes": len(episodes),
+    }
+    timing = {"eval_s": seconds, "eval_ep_s": seconds / max(1, len(episodes))}
+    paths = {"video_paths": videos, "predicted_video_paths": []}
+    metrics = {"sum_rewards": sums, "max_rewards": maxes, "successes": successes, **paths}
+    per_episode = [
+        {"episode_ix": i, "sum_reward": s, "max_reward": m, "success": ok, "seed": e["reset_seed"]}
+        for i, (s, m, ok, e) in enumerate(zip(sums, maxes, successes, episodes, strict=True))
+    ]
+    return {
+        "per_task": [{"task_group": row["env_id"], "task_id": 0, "metrics": metrics}],
+        "per_group": {row["env_id"]: {**aggregated, **paths}},
+        "overall": {**aggregated, **timing, **paths},
+        "per_episode": per_episode,
+    }
+
+
 def write_results(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
-    """``results.json`` and ``results.md`` under ``out_dir``; returns both paths."""
+    """``results.json`` and ``results.md`` under ``out_dir``, and per evaluated policy LeRobot's
+    ``eval_info.json`` under ``eval_info/<name>/``; returns the first two paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        folder = (
+            out_dir
+            / "eval_info"
+            / (re.sub(r"[^A-Za-z0-9]+", "_", row["name"]).strip("_") or "policy")
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "eval_info.json").write_text(json.dumps(lerobot_eval_info(row), indent=2))
+        row["eval_info"] = str(folder / "eval_info.json")
     json_path, md_path = out_dir / "results.json", out_dir / "results.md"
     json_path.write_text(json.dumps(rows, indent=2))
     md_path.write_text(results_table(rows))

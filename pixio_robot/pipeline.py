@@ -26,6 +26,7 @@ from pixio_robot.checkpoint import check_policy_fits_env, load_policy, save_poli
 from pixio_robot.demos import inspect_demos
 from pixio_robot.evaluation import EvalResult, evaluate, make_env
 from pixio_robot.features import cached_demo_features
+from pixio_robot.lerobot import demos_as_hdf5
 from pixio_robot.policies import make_policy
 
 
@@ -56,7 +57,8 @@ def train_policy(
 
     The demo file must come from ``env_id`` with the env's action size; the env settings stored
     in the demo file (render size, camera, task) are saved with the policy and reused at
-    evaluation, so frames are rendered and preprocessed the same way.
+    evaluation, so frames are rendered and preprocessed the same way. ``demos`` may also be a
+    LeRobot v3 dataset folder (converted once to HDF5 under ``cache_dir``).
     """
     output = Path(output)
     if (is_checkpoint_dir(output) or (output / LAST_POINTER).exists()) and not overwrite:
@@ -68,6 +70,8 @@ def train_policy(
         action_dim = int(probe.action_space.shape[0])
     finally:
         probe.close()
+    source = demos
+    demos = demos_as_hdf5(demos, cache_dir, progress=progress)
     info = inspect_demos(demos, env_name=env_id, action_dim=action_dim)
     for key in ("pixels", "proprio"):
         if key not in info.obs_keys:
@@ -105,7 +109,7 @@ def train_policy(
     finally:
         logger.close()
     summary = {
-        "demos": str(demos),
+        "demos": str(source),
         "num_demos": info.num_demos,
         "train_samples": len(dataset),
         "steps": steps,

@@ -103,7 +103,11 @@ def test_train_then_evaluate_in_mujoco(setup):
         policy, encoder, ENV, {"image_size": 32}, seeds=[0, 1], episodes_per_seed=2,
         image_size=32, num_envs=1, progress=False,
     )  # fmt: skip
-    assert single.episodes == result.episodes
+    rewards = ("sum_reward", "max_reward")  # the same up to float rounding across processes
+    strip = [{k: v for k, v in e.items() if k not in rewards} for e in single.episodes]
+    assert strip == [{k: v for k, v in e.items() if k not in rewards} for e in result.episodes]
+    for key in rewards:
+        assert [e[key] for e in single.episodes] == pytest.approx([e[key] for e in result.episodes])
 
 
 def test_a_non_finite_demo_stops_training_before_the_weights_change(setup):

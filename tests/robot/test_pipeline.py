@@ -81,6 +81,17 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     assert "| policy | pixio_envs/PushBlock-v1 |" in (out / "results.md").read_text()
     assert "results.md" in printed
     assert len(list((out / "videos").glob("*.mp4"))) == 1  # videos_per_seed=1
+    # LeRobot's eval_info.json shape beside ours
+    info = json.loads((out / "eval_info" / "policy" / "eval_info.json").read_text())
+    episodes = info["per_episode"]
+    assert [e["seed"] for e in episodes] == [e["reset_seed"] for e in rows[0]["episodes"]]
+    metrics = info["per_task"][0]["metrics"]
+    assert metrics["successes"] == [e["success"] for e in rows[0]["episodes"]]
+    assert metrics["sum_rewards"] == [e["sum_reward"] for e in episodes]
+    assert info["per_group"][ENV]["pc_success"] == info["overall"]["pc_success"]
+    assert info["overall"]["pc_success"] == pytest.approx(100 * rows[0]["success_rate"])
+    assert info["overall"]["n_episodes"] == 2 and info["overall"]["eval_s"] > 0
+    assert all(e["max_reward"] <= 0 and e["sum_reward"] <= e["max_reward"] for e in episodes)
     before = (out / "results.json").read_bytes()
     with pytest.raises(SystemExit, match="results.json exists"):
         main(eval_args)
