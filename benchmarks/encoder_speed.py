@@ -47,10 +47,13 @@ def timed(fn: Callable[[], object], warmup: int, iters: int, best: bool = False)
     return min(times) if best else sorted(times)[len(times) // 2]
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
+PEAK_SHAPES = ((2048, 2048, 2048), (4096, 4096, 4096), (2112, 768, 3072))
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, shapes=PEAK_SHAPES) -> float:
     """Best FLOP/s over a few large matmul shapes (incl. the ViT-B MLP shape), fastest of 6 runs."""
     best = 0.0
-    for m, k, n in ((2048, 2048, 2048), (4096, 4096, 4096), (2112, 768, 3072)):
+    for m, k, n in shapes:
         a = torch.randn(m, k, dtype=dtype, device=device)
         b = torch.randn(k, n, dtype=dtype, device=device)
         seconds = timed(lambda a=a, b=b: torch.mm(a, b), 2, 6, best=True)
@@ -156,15 +159,19 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument(
+        "--quick", action="store_true", help="one small matmul shape for the peak (smoke tests)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "encoder_speed.json"
     )
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     default_dtype = resolve_precision("auto", device)
+    shapes = ((512, 512, 512),) if args.quick else PEAK_SHAPES
     peaks = {
-        "fp32": matmul_peak(torch.float32, device),
-        "bf16": matmul_peak(torch.bfloat16, device),
+        "fp32": matmul_peak(torch.float32, device, shapes),
+        "bf16": matmul_peak(torch.bfloat16, device, shapes),
     }
     print(
         f"device {device}, threads {torch.get_num_threads()}, fast bf16 on CPU: {cpu_has_fast_bf16()}, "

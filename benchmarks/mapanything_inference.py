@@ -24,25 +24,41 @@ from pathlib import Path
 from recon_memory import _reset_peak_rss, _rss_mb, run_worker, write_report
 
 
-def worker(views: int, height: int, width: int, chunk: int, threads: int, bf16: bool) -> None:
+def worker(
+    views: int, height: int, width: int, chunk: int, threads: int, bf16: bool, config: str
+) -> None:
     import torch
 
-    from pixio_3d.models.mapanything import MapAnythingModel
+    from pixio_3d.models.mapanything import MapAnythingModel, mapanything_sizes
 
     if threads > 0:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
-    model = MapAnythingModel().eval().requires_grad_(False)
+    model_config = mapanything_sizes()[config] if config != "released" else None
+    model = MapAnythingModel(model_config).eval().requires_grad_(False).to(device)
     build = time.perf_counter() - start
-    images = torch.randn(1, views, 3, height, width)
+    images = torch.randn(1, views, 3, height, width, device=device)
     rss_before = _rss_mb("VmRSS")
     reset = _reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        weights_gpu = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     dtype = torch.bfloat16 if bf16 else None  # autocast of the encoder and the transformer
     out = model.infer(images, views_per_chunk=chunk, progress=False, autocast_dtype=dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = _rss_mb("VmHWM") if reset else float("nan")
+    gpu = {}
+    if device.type == "cuda":
+        gpu = {
+            "gpu_weights_mb": round(weights_gpu, 1),
+            "gpu_peak_extra_mb": round(torch.cuda.max_memory_allocated() / 2**20 - weights_gpu, 1),
+        }
     assert torch.isfinite(out["pts3d"]).all()
     print(
         json.dumps(
@@ -56,6 +72,9 @@ def worker(views: int, height: int, width: int, chunk: int, threads: int, bf16: 
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "threads": torch.get_num_threads(),
                 "precision": "bf16 autocast (encoder, transformer)" if bf16 else "fp32",
+                "device": str(device),
+                "config": config,
+                **gpu,
             }
         )
     )
@@ -74,6 +93,9 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/mapanything_inference.json")
     )
+    parser.add_argument(
+        "--config", default="released", help="released (default) or a mapanything_sizes() name"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.height % 16 or args.width % 16:
@@ -82,15 +104,16 @@ def main() -> None:
         )
     if args.worker:
         worker(
-            args.views[0], args.height, args.width, args.views_per_chunk, args.threads, args.bf16
-        )
+            args.views[0], args.height, args.width, args.views_per_chunk, args.threads,
+            args.bf16, args.config,
+        )  # fmt: skip
         return
     rows = []
     for views in args.views:
         command = [
             sys.executable, __file__, "--worker", "--views", str(views), "--height",
             str(args.height), "--width", str(args.width), "--views-per-chunk",
-            str(args.views_per_chunk), "--threads", str(args.threads),
+            str(args.views_per_chunk), "--threads", str(args.threads), "--config", args.config,
             *(["--bf16"] if args.bf16 else []),
         ]  # fmt: skip
         rows.append(run_worker(command, views))
@@ -111,7 +134,7 @@ def main() -> None:
 
     report = {
         "benchmark": "mapanything_inference",
-        "model": "MapAnythingModel() (released pixio_vith16 configuration, random weights)",
+        "model": f"MapAnythingModel ({args.config} configuration, random weights)",
         "precision": "bf16 autocast" if args.bf16 else "fp32",
         "image_size": [args.height, args.width],
         "views_per_chunk": args.views_per_chunk,

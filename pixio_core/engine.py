@@ -100,6 +100,38 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+OPTIMIZER_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for-loop")
+
+
+def make_optimizer(
+    model: nn.Module,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    lr: float = 0.0,
+    implementation: str = "auto",
+) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`. ``implementation``: ``fused`` (one kernel over all
+    parameters; CPU and CUDA), ``foreach`` (multi-tensor ops), ``for-loop`` (torch's per-parameter
+    loop, its default on a CPU) or ``auto``: fused, except for sharded (DTensor) parameters,
+    where it is torch's own choice. The three compute the same update up to float rounding."""
+    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
+        raise ValueError(
+            f"optimizer implementation must be one of {OPTIMIZER_IMPLEMENTATIONS}, got {implementation!r}"
+        )
+    groups = param_groups(model, weight_decay)
+    params = [p for group in groups for p in group["params"]]
+    sharded = any(type(p.data).__name__ == "DTensor" for p in params)
+    if implementation == "auto":
+        implementation = "default" if sharded else "fused"
+    kwargs = {
+        "fused": {"fused": True},
+        "foreach": {"foreach": True},
+        "for-loop": {"foreach": False},
+        "default": {},
+    }[implementation]
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **kwargs)
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
@@ -287,7 +319,7 @@ def pretrain_steps(
         grid = core.encoder.check_input(images)
         mask = step_mask(core.sample_mask, images, grid, seed, step, micro, info)
         torch.manual_seed(mix_seed(seed, step, micro, info.rank, 1))  # drop path
-        return model(images, mask=mask)["loss"]
+        return model(images, mask=mask, predict="masked")["loss"]
 
     return train_steps(
         model,

@@ -31,7 +31,7 @@ from pixio_core.data.sampler import mix_seed
 from pixio_core.devices import resolve_device
 from pixio_core.distill import DistillStudent, teacher_tokens
 from pixio_core.distributed import DistInfo
-from pixio_core.engine import param_groups, resume, step_mask, train_steps
+from pixio_core.engine import make_optimizer, resume, step_mask, train_steps
 from pixio_core.loading import load_encoder, save_encoder
 from pixio_core.masking import sample_block_mask
 from pixio_core.models import create_encoder
@@ -67,8 +67,11 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
         "encoder": student.config.to_dict(),
         "teacher": str(cfg.teacher),
     }
-    optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=0.0, betas=tuple(cfg.optim.betas)
+    optimizer = make_optimizer(
+        model,
+        cfg.optim.weight_decay,
+        tuple(cfg.optim.betas),
+        implementation=cfg.optim.get("implementation", "auto"),
     )
     start_step = 0
     if train.resume:

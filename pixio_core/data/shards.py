@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pixio_core.data.curation import record_keep_probability
-from pixio_core.data.folder import read_rgb
+from pixio_core.data.folder import decode_rgb
 from pixio_core.data.sampler import mix_seed
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
@@ -164,7 +164,7 @@ class ShardDataset(IterableDataset):
             epoch += 1
 
     def _decode(self, key: str, data: bytes, counter: list[int]) -> dict | None:
-        rgb = read_rgb(data)
+        rgb = decode_rgb(data)
         if rgb is None:  # any undecodable sample is skipped and counted
             counter[0] += 1
             return None

@@ -79,6 +79,11 @@ class PixioMAE(nn.Module):
     ``pred`` ``(B, h*w, p*p*3)``
     (predicted, per-patch normalized when ``norm_pix_loss``), ``target`` (same shape) and
     ``mask`` ``(B, h*w)`` bool (True = masked).
+
+    ``forward(images, predict="masked")`` (what training uses) runs the decoder's final norm and
+    prediction head on the masked tokens only and normalizes only their targets: the same loss and
+    gradients up to float rounding, with ``pred`` / ``target`` then ``(B, n_masked, p*p*3)`` in the
+    order of ``ids_masked`` ``(B, n_masked)``.
     """
 
     def __init__(
@@ -155,9 +160,15 @@ class PixioMAE(nn.Module):
         return self.encoder.forward_visible(images, mask.ids_keep)
 
     def decode(
-        self, latent: torch.Tensor, mask: BlockMask, grid_h: int, grid_w: int
+        self,
+        latent: torch.Tensor,
+        mask: BlockMask,
+        grid_h: int,
+        grid_w: int,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predict every patch, ``(B, h*w, p*p*3)``, from the visible tokens' latent."""
+        """Predict every patch, ``(B, h*w, p*p*3)``, from the visible tokens' latent; with
+        ``rows`` ``(B, n)`` (patch indices) only those patches, ``(B, n, p*p*3)``."""
         n_cls = self.encoder.num_class_tokens
         tokens = self.decoder_embed(latent)
         batch, _, width = tokens.shape
@@ -175,30 +186,45 @@ class PixioMAE(nn.Module):
         x = torch.cat([tokens[:, :n_cls], full], dim=1) + pos
         for block in self.decoder_blocks:
             x = block(x)
-        return self.decoder_pred(self.decoder_norm(x[:, n_cls:]))
+        x = x[:, n_cls:]
+        if rows is not None:  # the head is per token: run it on the rows asked for only
+            x = torch.gather(x, 1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return self.decoder_pred(self.decoder_norm(x))
 
     def forward(
         self,
         images: torch.Tensor,
         mask: BlockMask | None = None,
         generator: torch.Generator | None = None,
+        predict: str = "all",
     ) -> dict[str, torch.Tensor]:
+        if predict not in ("all", "masked"):
+            raise ValueError(f"predict must be 'all' or 'masked', got {predict!r}")
         grid_h, grid_w = self.encoder.check_input(images)
         if mask is None:
             mask = self.sample_mask(images.shape[0], grid_h, grid_w, generator)
         mask = mask.to(images.device)
-        pred = self.decode(self.encode_visible(images, mask), mask, grid_h, grid_w)
+        rows = masked_rows(mask) if predict == "masked" else None
+        pred = self.decode(self.encode_visible(images, mask), mask, grid_h, grid_w, rows)
         target = patchify(images, self.encoder.patch_size)
+        if rows is not None:
+            target = torch.gather(target, 1, rows.unsqueeze(-1).expand(-1, -1, target.shape[-1]))
         if self.norm_pix_loss:
             target = normalize_patches(target)
         per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
+        out = {"pred": pred, "target": target, "mask": mask.mask}
+        if rows is not None:  # every row is a masked patch
+            out["ids_masked"] = rows
+            return {"loss": per_patch.mean(), "loss_per_sample": per_patch.mean(dim=1), **out}
         masked = mask.mask.to(per_patch.dtype)
         loss = (per_patch * masked).sum() / masked.sum()
         loss_per_sample = (per_patch * masked).sum(dim=1) / masked.sum(dim=1)
-        return {
-            "loss": loss,
-            "loss_per_sample": loss_per_sample,
-            "pred": pred,
-            "target": target,
-            "mask": mask.mask,
-        }
+        return {"loss": loss, "loss_per_sample": loss_per_sample, **out}
+
+
+def masked_rows(mask: BlockMask) -> torch.Tensor:
+    """``(B, n_masked)`` ascending patch indices of the masked patches (every sample masks
+    ``h*w - n_keep`` of them). A stable sort, so no host synchronisation on a GPU."""
+    n_masked = mask.mask.shape[1] - mask.ids_keep.shape[1]
+    order = mask.mask.to(torch.int8).argsort(dim=1, descending=True, stable=True)
+    return order[:, :n_masked]

@@ -84,3 +84,41 @@ def test_normalization_round_trips_and_checks_its_input():
         normalize_images(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(\.\.\., 3, H, W\)"):
         normalize_images(torch.zeros(1, 4, 4, 4))
+
+
+def test_fast_jpeg_decode_gives_the_pixels_pil_gives():
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pixio_core.data.folder import decode_rgb, pretrain_transform, read_rgb
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # EXIF orientation: rotate 90 degrees
+    cases = {
+        "rgb": (image, {}),
+        "exif": (image, {"exif": rotated}),
+        "gray": (image.convert("L"), {}),
+        "cmyk": (image.convert("CMYK"), {}),
+    }
+    for name, (picture, options) in cases.items():
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=90, **options)
+        data = buffer.getvalue()
+        fast = decode_rgb(data)
+        assert isinstance(fast, torch.Tensor) and fast.dtype == torch.uint8, name
+        reference = torch.from_numpy(np.array(read_rgb(data))).permute(2, 0, 1)
+        assert torch.equal(fast, reference), name
+        transform = pretrain_transform(32)
+        torch.manual_seed(0)
+        a = transform(fast)
+        torch.manual_seed(0)
+        assert torch.equal(a, transform(read_rgb(data))), name
+    assert decode_rgb(data[: len(data) // 2]) is None  # truncated: skipped, as with PIL
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    assert isinstance(decode_rgb(png.getvalue()), Image.Image)  # other formats: PIL
