@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 # Debian packages the project needs (each later part adds its own here).
 # Mesa EGL for headless MuJoCo rendering (MUJOCO_GL=egl).
 # open3d needs libusb-1.0-0 (import) and Vulkan (offscreen renderer).
-APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libusb-1.0-0 libvulkan1 mesa-vulkan-drivers
+# Chromium (headless, software WebGL) for the tests that open the viewer pages.
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libusb-1.0-0 libvulkan1 mesa-vulkan-drivers chromium
 export MUJOCO_GL ?= egl
 PYTEST_ARGS ?=
 

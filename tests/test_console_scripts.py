@@ -42,7 +42,7 @@ def _imported(stderr: str) -> set[str]:
 
 
 def test_every_script_is_listed():
-    assert len(SCRIPTS) == 12
+    assert len(SCRIPTS) == 13
     for name in SCRIPTS:
         assert (BIN / name).is_file(), f"{name} is not installed in {BIN}"
 
@@ -105,7 +105,8 @@ def test_unknown_setting_is_one_clear_line(script, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "script", ["pixio-recon", "pixio-depth", "pixio-recon-eval", "pixio-scenes", "pixio-robot"]
+    "script",
+    ["pixio-recon", "pixio-depth", "pixio-recon-eval", "pixio-scenes", "pixio-robot", "pixio-view"],
 )
 def test_unknown_option_of_argparse_scripts(script, tmp_path):
     required = {
@@ -114,6 +115,7 @@ def test_unknown_option_of_argparse_scripts(script, tmp_path):
         "pixio-recon-eval": ["checkpoint", "--scenes", "scenes"],
         "pixio-scenes": ["scenes"],
         "pixio-robot": [],
+        "pixio-view": ["recon"],
     }[script]
     result, _ = _run([str(BIN / script), *required, "--nonsense"], tmp_path)
     if script == "pixio-robot":
@@ -135,6 +137,7 @@ def _missing_input(script: str, missing: Path, tmp_path: Path) -> list[str]:
         "pixio-scenes": [str(missing / "inside_a_file"), "--num-scenes", "1"],
         "pixio-recon": [str(missing), "--out", str(tmp_path / "recon")],
         "pixio-depth": [str(missing)],
+        "pixio-view": [str(missing), "--no-open"],
         "pixio-recon-train": [f"encoder.source={missing}", f"output_dir={tmp_path / 'run'}"],
         "pixio-recon-eval": [str(missing), "--scenes", str(tmp_path)],
         "pixio-recon-demo": [f"encoder.source={missing}"],

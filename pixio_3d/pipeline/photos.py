@@ -27,6 +27,9 @@ of them at once and writes, into ``out_dir``::
                                on each upright original photo's pixel grid (nearest working
                                pixel; 0 outside the working crop)
     preview.png                a render of the point cloud
+    viewer.html                the point cloud and the cameras with their photos in one offline
+                               page (viser; opens from disk in any browser, confidence filter in
+                               its Scene tree)
     summary.json               inputs, skipped files, cameras, counts, timings, what was written
 
 Cameras, depth and confidence are at the **working resolution** (the views in ``images/``);
@@ -69,6 +72,7 @@ from pixio_3d import export
 from pixio_3d.data.cameras import read_known_cameras
 from pixio_3d.data.photos import LoadedPhotos, is_video, load_photos
 from pixio_3d.export.preview import render_point_cloud_preview
+from pixio_3d.export.viewer import write_viewer_html
 from pixio_3d.models import ReconstructionModel
 from pixio_3d.pipeline.predict import predict_views
 from pixio_3d.pipeline.report import build_summary, degenerate_inputs, model_note
@@ -91,6 +95,7 @@ OUTPUT_ENTRIES = (
     "network_confidence",
     "depth_original",
     "preview.png",
+    "viewer.html",
     "summary.json",  # written last: a folder with it holds a complete reconstruction
 )
 
@@ -105,6 +110,7 @@ STAGES = (
     "colmap",
     "nerfstudio",
     "preview",
+    "viewer",
 )
 
 
@@ -407,6 +413,18 @@ def reconstruct_photos(
                     cloud.colors,
                     width=preview_size[0],
                     height=preview_size[1],
+                )
+            with timed("viewer"):
+                write_viewer_html(
+                    staging / "viewer.html",
+                    cloud.points,
+                    cloud.colors,
+                    poses,
+                    intrinsics,
+                    (height, width),
+                    images=list(colors),
+                    confidence=cloud.confidence,
+                    names=stems,
                 )
             summary = build_summary(
                 photo_dir,

@@ -168,6 +168,7 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
         assert Image.open(out / "confidence" / f"{stem}.png").size == (WIDTH, HEIGHT)
     assert summary["colmap"]["observations"] > 0
     assert Image.open(out / "preview.png").size == (80, 60)
+    assert "__VISER_EMBED_DATA__" in (out / "viewer.html").read_text()  # opened in test_viewer
     assert summary["outputs"] == [p.name for p in sorted(out.iterdir(), key=_entry_order)]
 
 
