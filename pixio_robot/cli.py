@@ -149,6 +149,11 @@ def collect(cfg: DictConfig) -> None:
             hdf5_to_lerobot(
                 Path(tmp) / "demos.hdf5", output, codec=cfg.codec, overwrite=cfg.overwrite
             )
+    if cfg.get("recording"):
+        from pixio_robot.recording import demo_episodes, write_recording
+
+        rrd = write_recording(demo_episodes(output), output.with_suffix(".rrd"))
+        print(f"Rerun recording of the demos -> {rrd} (pixio-robot view {rrd})")
     print(
         f"{cfg.env.id}: kept {stats.successes} successful of {stats.attempts} expert episodes "
         f"(expert success {stats.success_rate:.0%}), {stats.samples} steps -> {output}"
@@ -232,6 +237,7 @@ def _evaluate_all(cfg: DictConfig, named_policies: list[tuple[str, str]], out: P
             video_dir=out / "videos" if cfg.videos_per_seed > 0 else None,
             videos_per_seed=cfg.videos_per_seed,
             device=cfg.device,
+            recording=out / "recordings" / f"{slug(name)}.rrd" if cfg.get("recording") else None,
         )
         rows.append(result_row(name, result, config))
     json_path, md_path = write_results(rows, out)
@@ -348,9 +354,52 @@ def convert(name: str, argv: Sequence[str]) -> None:
     run_guarded(f"pixio-robot {name}", run)
 
 
+def view(argv: Sequence[str]) -> None:
+    """``pixio-robot view FILE``: Rerun's web viewer on localhost for a recording (.rrd), an
+    HDF5 demo file or a LeRobot dataset folder."""
+    parser = argparse.ArgumentParser(
+        prog="pixio-robot view",
+        description="Open robot episodes in Rerun's web viewer, served on localhost (the viewer "
+        "ships in the rerun-sdk wheel; no internet): an eval's or collect's .rrd recording, "
+        "an HDF5 demo file, or a LeRobot v3 dataset folder.",
+    )
+    parser.add_argument("source", type=Path, help="FILE.rrd, DEMOS.hdf5 or a LeRobot folder")
+    parser.add_argument("--port", type=int, default=9090, help="web viewer port (0: any free)")
+    parser.add_argument("--output", type=Path, default=None, help="also keep the .rrd here")
+    parser.add_argument("--no-serve", action="store_true", help="write the recording only")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        from pixio_robot.recording import as_recording, serve_web_viewer, write_recording
+
+        if args.output is not None and args.source.suffix != ".rrd":
+            from pixio_robot.recording import demo_episodes
+
+            rrd = write_recording(demo_episodes(args.source), args.output)
+        else:
+            rrd = as_recording(args.source)
+        print(f"recording: {rrd}")
+        if args.no_serve:
+            return
+        process, url = serve_web_viewer(rrd, web_port=args.port)
+        print(f"Rerun web viewer: {url}  (Ctrl-C stops it)", flush=True)
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            raise
+        if process.returncode:
+            raise RuntimeError(
+                f"rerun stopped with status {process.returncode}: {process.stderr.read()[-500:]}"
+            )
+
+    run_guarded("pixio-robot view", run)
+
+
 CONVERSIONS = {
     "export-lerobot": "HDF5 demos -> a LeRobotDataset v3 folder (parquet + mp4).",
     "import-lerobot": "A LeRobotDataset v3 folder -> HDF5 demos (robomimic layout).",
+    "view": "Rerun's web viewer on localhost for a recording (.rrd), HDF5 demos or LeRobot.",
 }
 
 
@@ -377,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and args[0] in CONVERSIONS:
         for key, value in MUJOCO.items():
             os.environ.setdefault(key, value)
-        convert(args[0], args[1:])
+        view(args[1:]) if args[0] == "view" else convert(args[0], args[1:])
         return
     if not args or args[0] not in COMMANDS:
         given = f"unknown command {args[0]!r}" if args else "no command given"

@@ -104,11 +104,14 @@ def evaluate(
     videos_per_seed: int = 1,
     video_prefix: str = "",
     progress: bool = True,
+    recording: str | Path | None = None,
 ) -> EvalResult:
     """Roll out ``episodes_per_seed`` episodes for each seed and report success per seed.
 
     ``policy.select_action({"features": (B, ...), "proprio": (B, P)}) -> (B, action_dim)``;
-    with ``video_dir`` the first ``videos_per_seed`` episodes of each seed are written as mp4.
+    with ``video_dir`` the first ``videos_per_seed`` episodes of each seed are written as mp4,
+    with ``recording`` (an ``.rrd`` path) the same episodes' frames, proprio, actions, rewards
+    and outcome as a Rerun recording (:mod:`pixio_robot.recording`).
     """
     if not seeds or episodes_per_seed < 1 or num_envs < 1:
         raise ValueError(
@@ -127,6 +130,7 @@ def evaluate(
     )
     episodes: list[dict[str, Any]] = []
     videos: list[str] = []
+    recorded: list[dict[str, Any]] = []
     steps_total, started = 0, time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"evaluate {env_id}", disable=not progress)
     try:
@@ -141,15 +145,20 @@ def evaluate(
             lengths = np.zeros(num_envs, dtype=int)
             sum_reward = np.zeros(num_envs)
             max_reward = np.full(num_envs, -np.inf)
+            keep = video_dir is not None or recording is not None
             record = [
-                batch[i][1] < videos_per_seed and video_dir is not None if i < len(batch) else False
+                batch[i][1] < videos_per_seed and keep if i < len(batch) else False
                 for i in range(num_envs)
             ]
             frames: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
+            trace: list[dict[str, list]] = [
+                {"proprio": [], "actions": [], "rewards": []} for _ in range(num_envs)
+            ]
             while active.any():
                 for i in np.flatnonzero(active):
                     if record[i]:
                         frames[i].append(obs["pixels"][i].copy())
+                proprio_now = np.asarray(obs["proprio"]).copy()
                 features = embed_frames(encoder, obs["pixels"], image_size, feature)
                 action = policy.select_action(
                     {"features": features, "proprio": torch.as_tensor(obs["proprio"]).float()}
@@ -158,6 +167,11 @@ def evaluate(
                     action.numpy().astype(np.float32)
                 )
                 reward = np.asarray(reward, dtype=np.float64)
+                for i in np.flatnonzero(active):
+                    if record[i]:
+                        trace[i]["proprio"].append(proprio_now[i])
+                        trace[i]["actions"].append(action[i].numpy().copy())
+                        trace[i]["rewards"].append(reward[i])
                 sum_reward += np.where(active, reward, 0.0)
                 max_reward = np.where(active, np.maximum(max_reward, reward), max_reward)
                 wins = np.asarray(info.get("is_success", np.zeros(num_envs)), dtype=bool)
@@ -179,9 +193,19 @@ def evaluate(
                 )
                 if record[i]:
                     outcome = "success" if success[i] else "failure"
-                    name = f"{video_prefix}seed{seed}_ep{episode}_{outcome}.mp4"
-                    write_video(Path(video_dir) / name, frames[i])
-                    videos.append(str(Path(video_dir) / name))
+                    if video_dir is not None:
+                        name = f"{video_prefix}seed{seed}_ep{episode}_{outcome}.mp4"
+                        write_video(Path(video_dir) / name, frames[i])
+                        videos.append(str(Path(video_dir) / name))
+                    recorded.append(
+                        {
+                            "frames": np.stack(frames[i]),
+                            "proprio": np.stack(trace[i]["proprio"]),
+                            "actions": np.stack(trace[i]["actions"]),
+                            "rewards": np.asarray(trace[i]["rewards"]),
+                            "outcome": f"seed {seed} episode {episode}: {outcome}",
+                        }
+                    )
             bar.update(len(batch))
             done = [e["success"] for e in episodes]
             bar.set_postfix(success=f"{np.mean(done):.0%}")
@@ -189,6 +213,10 @@ def evaluate(
         bar.close()
         envs.close()
     seconds = time.perf_counter() - started
+    if recording is not None:
+        from pixio_robot.recording import write_recording
+
+        write_recording(recorded, recording)
     per_seed = {
         s: float(np.mean([e["success"] for e in episodes if e["seed"] == s])) for s in seeds
     }

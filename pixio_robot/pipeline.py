@@ -143,8 +143,11 @@ def evaluate_policy(
     videos_per_seed: int = 1,
     device: str = "cpu",
     progress: bool = True,
+    recording: str | Path | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
-    """Roll out a policy checkpoint in the env it was trained on; ``(result, its config)``."""
+    """Roll out a policy checkpoint in the env it was trained on; ``(result, its config)``.
+    With ``recording`` (an ``.rrd`` path) the first ``videos_per_seed`` episodes of each seed
+    are also written as a Rerun recording."""
     policy, config = load_policy(checkpoint)
     env_id, env_kwargs = config["env"]["id"], config["env"]["kwargs"]
     probe = make_env(env_id, env_kwargs)
@@ -171,9 +174,10 @@ def evaluate_policy(
         reference["feature"],
         num_envs=num_envs,
         video_dir=video_dir,
-        videos_per_seed=videos_per_seed if video_dir is not None else 0,
+        videos_per_seed=videos_per_seed if video_dir is not None or recording else 0,
         video_prefix=f"{Path(checkpoint).name}_",
         progress=progress,
+        recording=recording,
     )
     return result, config
 

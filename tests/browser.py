@@ -62,3 +62,69 @@ def probe_page(
         )
     found = re.search(r'data-probe="([^"]*)"', dom)
     return (json.loads(html.unescape(found.group(1))) if found else None), shot
+
+
+def cdp_screenshot(
+    url: str, shot: Path, work: Path, settle: float = 20.0, size=(1200, 800)
+) -> Path:
+    """Open ``url`` in headless Chromium through the DevTools protocol, wait until two
+    screenshots ``settle`` seconds apart... or until the page stops changing, then save the last
+    one (for pages that keep loading after the load event, like a WebAssembly viewer)."""
+    import asyncio
+    import base64
+    import socket
+    import time
+    import urllib.request
+
+    import websockets
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [chromium(), *FLAGS[:-2], f"--window-size={size[0]},{size[1]}",
+         f"--remote-debugging-port={port}", f"--user-data-dir={work / 'chromium_profile'}",
+         "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    async def drive() -> None:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json") as answer:
+                    tabs = json.load(answer)
+                target = next(t["webSocketDebuggerUrl"] for t in tabs if t["type"] == "page")
+                break
+            except (OSError, StopIteration, ValueError):
+                await asyncio.sleep(0.1)
+        async with websockets.connect(target, max_size=None) as socket_:
+            counter = 0
+
+            async def call(method: str, **params):
+                nonlocal counter
+                counter += 1
+                await socket_.send(json.dumps({"id": counter, "method": method, "params": params}))
+                while True:
+                    message = json.loads(await socket_.recv())
+                    if message.get("id") == counter:
+                        return message.get("result", {})
+
+            await call("Page.enable")
+            await call("Page.navigate", url=url)
+            start, previous = time.time(), None
+            while True:
+                await asyncio.sleep(2.0)
+                data = base64.b64decode(
+                    (await call("Page.captureScreenshot", format="png"))["data"]
+                )
+                shot.write_bytes(data)
+                if (previous == data and time.time() - start > 6) or time.time() - start > settle:
+                    return
+                previous = data
+
+    try:
+        asyncio.run(drive())
+    finally:
+        process.terminate()
+        process.wait(10)
+    return shot

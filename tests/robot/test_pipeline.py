@@ -13,6 +13,7 @@ from pixio_robot.checkpoint import check_policy_fits_env, load_policy
 from pixio_robot.cli import main
 from pixio_robot.demos import collect_demos
 from pixio_robot.evaluation import make_env
+from pixio_robot.recording import recording_rows
 
 ENV = "pixio_envs/PushBlock-v1"
 TINY_ACT = [
@@ -71,7 +72,7 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     out = tmp_path / "eval"
     eval_args = [
         "eval", f"policies=[{policy_dir}]", "seeds=[0]", "episodes_per_seed=2",
-        "num_envs=1", "videos_per_seed=1", f"output={out}",
+        "num_envs=1", "videos_per_seed=1", "recording=true", f"output={out}",
     ]  # fmt: skip
     main(eval_args)
     printed = capsys.readouterr().out
@@ -81,6 +82,14 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     assert "| policy | pixio_envs/PushBlock-v1 |" in (out / "results.md").read_text()
     assert "results.md" in printed
     assert len(list((out / "videos").glob("*.mp4"))) == 1  # videos_per_seed=1
+    # the recorded episodes (one per seed) as a Rerun recording: frames, proprio, actions, outcome
+    chunks = recording_rows(out / "recordings" / "policy.rrd")
+    steps = rows[0]["episodes"][0]["steps"]
+    assert {k: v for k, v in chunks.items() if k.startswith("/episode_0/")} == {
+        "/episode_0/camera": steps, "/episode_0/proprio": steps, "/episode_0/action": steps,
+        "/episode_0/reward": steps, "/episode_0/outcome": 1,
+    }  # fmt: skip
+    assert "/episode_1/camera" not in chunks  # videos_per_seed=1: one episode of the one seed
     # LeRobot's eval_info.json shape beside ours
     info = json.loads((out / "eval_info" / "policy" / "eval_info.json").read_text())
     episodes = info["per_episode"]
