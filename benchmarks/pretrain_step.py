@@ -27,6 +27,7 @@ the medians over ``--rounds`` rounds (higher = ours faster).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -237,6 +238,11 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for both (GPU check)")
     parser.add_argument("--compile", action="store_true", help="also our model + torch.compile")
     parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also our model with torch's default AdamW and the head on all tokens (the levers off)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "pretrain_step.json"
     )
     args = parser.parse_args()
@@ -260,6 +266,13 @@ def main() -> None:
                         ours, images, make_optimizer(ours, 0.05, (0.9, 0.95), 1e-4), dtype
                     ),
                 }
+                if args.plain:
+                    plain = copy.deepcopy(ours)
+                    variants["pixio (levers off)"] = step_fn(
+                        plain, images,
+                        make_optimizer(plain, 0.05, (0.9, 0.95), 1e-4, implementation="for-loop"),
+                        dtype,
+                    )  # fmt: skip
                 if args.compile:
                     twin = create_mae(
                         SIZES[size], recipe=recipe, decoder=ours.decoder_config,
