@@ -370,7 +370,12 @@ def view(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        from pixio_robot.recording import as_recording, serve_web_viewer, write_recording
+        from pixio_robot.recording import (
+            as_recording,
+            serve_web_viewer,
+            stop_web_viewer,
+            write_recording,
+        )
 
         if args.output is not None and args.source.suffix != ".rrd":
             from pixio_robot.recording import demo_episodes
@@ -385,9 +390,8 @@ def view(argv: Sequence[str]) -> None:
         print(f"Rerun web viewer: {url}  (Ctrl-C stops it)", flush=True)
         try:
             process.wait()
-        except KeyboardInterrupt:
-            process.terminate()
-            raise
+        finally:
+            stop_web_viewer(process)
         if process.returncode:
             raise RuntimeError(
                 f"rerun stopped with status {process.returncode}: {process.stderr.read()[-500:]}"

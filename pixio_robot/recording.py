@@ -163,9 +163,23 @@ def serve_web_viewer(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: the ``rerun`` launcher starts a child
     )  # fmt: skip
     proxy = f"rerun%2Bhttp%3A%2F%2Flocalhost%3A{grpc_port}%2Fproxy"
     return process, f"http://127.0.0.1:{web_port}/?url={proxy}"
+
+
+def stop_web_viewer(process: subprocess.Popen) -> None:
+    """Stop a viewer from :func:`serve_web_viewer` and everything it started."""
+    import signal
+
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 def as_recording(source: str | os.PathLike, work: str | os.PathLike | None = None) -> Path:

@@ -1,6 +1,7 @@
 """Rerun recordings of robot episodes and Rerun's web viewer (served on localhost) in
 headless Chromium."""
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,13 @@ import pytest
 from PIL import Image
 
 from pixio_robot.cli import main
-from pixio_robot.recording import as_recording, recording_rows, serve_web_viewer
+from pixio_robot.recording import (
+    as_recording,
+    free_port,
+    recording_rows,
+    serve_web_viewer,
+    stop_web_viewer,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import cdp_screenshot  # noqa: E402
@@ -38,14 +45,15 @@ def test_collect_writes_a_recording_and_the_web_viewer_draws_it(tmp_path, capsys
     with pytest.raises(SystemExit, match="not a LeRobot dataset"):
         main(["view", str(tmp_path / "work"), "--no-serve"])
 
-    process, url = serve_web_viewer(tmp_path / "push.rrd")
+    port = free_port()
+    process, url = serve_web_viewer(tmp_path / "push.rrd", web_port=port)
     try:
         time.sleep(2)
         assert process.poll() is None, process.stderr.read()
         shot = cdp_screenshot(url, tmp_path / "rerun.png", tmp_path, settle=45)
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_web_viewer(process)
+    assert subprocess.run(["pgrep", "-f", f"web-viewer-port {port}"], check=False).returncode == 1
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     # the loaded viewer (panels, plots, the camera images) rather than its loading screen
     assert pixels.std() > 20 and (pixels > 150).mean() > 0.02, "the web viewer drew nothing"
