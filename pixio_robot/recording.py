@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pixio_core.network import free_port
 
 APPLICATION_ID = "pixio_robot"
 
@@ -142,12 +143,6 @@ def rerun_binary() -> str:
     if not found:
         raise FileNotFoundError("the rerun executable is missing: pip install rerun-sdk==0.41.0")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_web_viewer(

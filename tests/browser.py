@@ -72,15 +72,14 @@ def cdp_screenshot(
     one (for pages that keep loading after the load event, like a WebAssembly viewer)."""
     import asyncio
     import base64
-    import socket
     import time
     import urllib.request
 
     import websockets
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from pixio_core.network import free_port
+
+    port = free_port()
     process = subprocess.Popen(
         [chromium(), *FLAGS[:-2], f"--window-size={size[0]},{size[1]}",
          f"--remote-debugging-port={port}", f"--user-data-dir={work / 'chromium_profile'}",

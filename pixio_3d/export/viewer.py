@@ -17,20 +17,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 
 from pixio_core.io import atomic_write_text
+from pixio_core.network import free_port
 
 QUARTILES = (0, 25, 50, 75)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _thumbnail(image: np.ndarray, long_side: int) -> np.ndarray:
@@ -103,7 +97,7 @@ def write_viewer_html(
     sizes = [tuple(image_hw)] * len(poses) if np.ndim(image_hw[0]) == 0 else list(image_hw)
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        server = viser.ViserServer(host="127.0.0.1", port=_free_port(), verbose=False)
+        server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
     try:
         if len(poses):
             # look at the scene from behind and above the first camera

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pixio_core.network import free_port
 from pixio_robot.cli import main
 from pixio_robot.recording import (
     as_recording,
-    free_port,
     recording_rows,
     serve_web_viewer,
     stop_web_viewer,
