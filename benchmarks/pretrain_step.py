@@ -42,7 +42,7 @@ from torch import nn
 
 from pixio_core.engine import make_optimizer, param_groups
 from pixio_core.models import create_mae
-from pixio_core.models.mae import DecoderConfig, MaskingConfig
+from pixio_core.models.mae import DecoderConfig, MaskingConfig, normalize_patches, patchify
 from pixio_core.precision import autocast
 
 SIZES = {
@@ -117,12 +117,6 @@ class OfficialMAE(nn.Module):
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def patchify(self, images: torch.Tensor) -> torch.Tensor:
-        p = self.patch
-        b, c, h, w = images.shape
-        x = images.reshape(b, c, h // p, p, w // p, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(b, (h // p) * (w // p), p * p * c)
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         k = self.prefix
         x = self.patch_embed(images) + self.pos_embed[:, k:]
@@ -147,10 +141,9 @@ class OfficialMAE(nn.Module):
         for block in self.decoder_blocks:
             x = block(x)
         pred = self.decoder_pred(self.decoder_norm(x))[:, k:]
-        target = self.patchify(images)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1.0e-6) ** 0.5
+        # MAE's patchify (rows, then columns, then channels) and norm-pix target: the same
+        # formulas as ours
+        target = normalize_patches(patchify(images, self.patch))
         loss = ((pred - target) ** 2).mean(dim=-1)
         return (loss * mask).sum() / mask.sum()
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -220,7 +219,7 @@ def train(cfg: DictConfig) -> None:
 
 
 def _evaluate_all(cfg: DictConfig, named_policies: list[tuple[str, str]], out: Path) -> list[dict]:
-    from pixio_robot.evaluation import write_results
+    from pixio_robot.evaluation import slug, write_results
     from pixio_robot.pipeline import evaluate_policy, result_row
 
     if (out / "results.json").exists() and not cfg.overwrite:
@@ -253,13 +252,9 @@ def evaluate(cfg: DictConfig) -> None:
     _evaluate_all(cfg, named, Path(cfg.output))
 
 
-def slug(text: str) -> str:
-    """A folder name for an encoder reference (``random:pixio_vitt16`` -> ``random_pixio_vitt16``)."""
-    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
-    return cleaned[-60:] or "encoder"
-
-
 def compare(cfg: DictConfig) -> None:
+    from pixio_robot.evaluation import slug
+
     if len(cfg.encoders) < 1:
         raise ValueError("encoders is empty: name the encoders to compare")
     out = Path(cfg.output)
@@ -277,6 +272,7 @@ def demo(cfg: DictConfig) -> None:
     import pixio_envs  # noqa: F401
 
     from pixio_robot.demos import collect_demos, inspect_demos
+    from pixio_robot.evaluation import slug
 
     if not Path(cfg.demos).exists():
         stats = collect_demos(
@@ -370,19 +366,9 @@ def view(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        from pixio_robot.recording import (
-            as_recording,
-            serve_web_viewer,
-            stop_web_viewer,
-            write_recording,
-        )
+        from pixio_robot.recording import as_recording, serve_web_viewer, stop_web_viewer
 
-        if args.output is not None and args.source.suffix != ".rrd":
-            from pixio_robot.recording import demo_episodes
-
-            rrd = write_recording(demo_episodes(args.source), args.output)
-        else:
-            rrd = as_recording(args.source)
+        rrd = as_recording(args.source, output=args.output)
         print(f"recording: {rrd}")
         if args.no_serve:
             return

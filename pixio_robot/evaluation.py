@@ -232,6 +232,13 @@ def evaluate(
     )
 
 
+def slug(text: str, empty: str = "encoder") -> str:
+    """A folder name for an encoder reference or a policy name (``random:pixio_vitt16`` ->
+    ``random_pixio_vitt16``, at most 60 characters; ``empty`` when nothing is left)."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return cleaned[-60:] or empty
+
+
 def results_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of evaluation rows (``name``, ``env_id`` and an :class:`EvalResult` dict)."""
     lines = [
@@ -291,11 +298,7 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for row in rows:
-        folder = (
-            out_dir
-            / "eval_info"
-            / (re.sub(r"[^A-Za-z0-9]+", "_", row["name"]).strip("_") or "policy")
-        )
+        folder = out_dir / "eval_info" / slug(row["name"], empty="policy")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "eval_info.json").write_text(json.dumps(lerobot_eval_info(row), indent=2))
         row["eval_info"] = str(folder / "eval_info.json")

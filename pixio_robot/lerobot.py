@@ -447,6 +447,12 @@ class LeRobotReader:
         for file in files:
             rows += pq.read_table(file).to_pylist()
         self.episodes = sorted(rows, key=lambda row: row["episode_index"])
+        extra = self.root / PIXIO_META
+        self.pixio: dict[str, Any] = json.loads(extra.read_text()) if extra.is_file() else {}
+        # feature name -> HDF5 key: ours from meta/pixio.json, else LeRobot's usual names
+        self.hdf5_keys: dict[str, str] = self.pixio.get("hdf5_keys") or _default_hdf5_keys(
+            self.features
+        )
         self._data: dict[tuple[int, int], Any] = {}
         self._videos: dict[tuple[str, int, int], np.ndarray] = {}
 
@@ -542,9 +548,7 @@ def lerobot_to_hdf5(
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} already exists; pass overwrite=true or another output")
-    extra = reader.root / PIXIO_META
-    pixio = json.loads(extra.read_text()) if extra.is_file() else {}
-    keys = pixio.get("hdf5_keys") or _default_hdf5_keys(reader.features)
+    pixio, keys = reader.pixio, reader.hdf5_keys
     if "actions" not in keys.values():
         raise ValueError(f"{root} has no 'action' feature; features are {sorted(reader.features)}")
     env_args = pixio.get("env_args") or {

@@ -72,12 +72,12 @@ def log_episode(
 def demo_episodes(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The episodes of an HDF5 demo file or a LeRobot dataset folder: ``frames``, ``proprio``,
     ``actions``, ``rewards`` and ``outcome`` per episode."""
-    from pixio_robot.lerobot import LeRobotReader, _default_hdf5_keys, is_lerobot_dataset
+    from pixio_robot.lerobot import LeRobotReader, is_lerobot_dataset
 
     source = Path(source)
     if is_lerobot_dataset(source):
         reader = LeRobotReader(source)
-        keys = {v: k for k, v in _default_hdf5_keys(reader.features).items()}
+        keys = {v: k for k, v in reader.hdf5_keys.items()}
         for index in range(len(reader)):
             arrays = reader.episode(index)
             yield {
@@ -177,9 +177,13 @@ def stop_web_viewer(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-def as_recording(source: str | os.PathLike, work: str | os.PathLike | None = None) -> Path:
-    """``source`` itself when it is an ``.rrd`` file, else its episodes written to a recording
-    under ``work`` (a temporary folder by default)."""
+def as_recording(
+    source: str | os.PathLike,
+    work: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+) -> Path:
+    """``source`` itself when it is an ``.rrd`` file, else its episodes written to ``output``,
+    or to a recording under ``work`` (a temporary folder by default)."""
     source = Path(source)
     if source.suffix == ".rrd":
         if not source.is_file():
@@ -187,8 +191,10 @@ def as_recording(source: str | os.PathLike, work: str | os.PathLike | None = Non
         return source
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
-    work = Path(work or tempfile.mkdtemp(prefix="pixio_view_"))
-    return write_recording(demo_episodes(source), work / f"{source.stem or 'demos'}.rrd")
+    if output is None:
+        work = Path(work or tempfile.mkdtemp(prefix="pixio_view_"))
+        output = work / f"{source.stem or 'demos'}.rrd"
+    return write_recording(demo_episodes(source), output)
 
 
 def recording_rows(path: str | os.PathLike) -> dict[str, int]:
