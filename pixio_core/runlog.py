@@ -1,4 +1,5 @@
-"""Run logging: one JSON line per step plus TensorBoard scalars and images (main process only)."""
+"""Run logging: one JSON line per step plus TensorBoard scalars and images, and optionally a
+Rerun recording (main process only)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class RunLogger:
 
     ``start_step`` > 0 (a resumed run) first drops log lines of steps >= ``start_step`` (they
     belong to work that the resumed run redoes), so the log reads like one uninterrupted run.
+    ``rerun=True`` also writes ``run_dir/recording.rrd``
+    (:class:`pixio_core.recording.TrainingRecording`): the kept lines and the pictures of
+    ``pictures`` (``{tag: folder of step_<N>.png}``) from before ``start_step`` first.
     """
 
     def __init__(
@@ -24,13 +28,18 @@ class RunLogger:
         start_step: int = 0,
         enabled: bool = True,
         tensorboard: bool = True,
+        rerun: bool = False,
+        pictures: dict[str, Path] | None = None,
+        application_id: str = "pixio_pretrain",
     ) -> None:
         self.enabled = enabled
         self.path = Path(run_dir) / "log.jsonl"
         self._writer = None
+        self.recording = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[str] = []
         if self.path.exists():
             kept = [
                 line
@@ -39,6 +48,17 @@ class RunLogger:
             ]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self._file = self.path.open("a")
+        if rerun:
+            from pixio_core.recording import TrainingRecording
+
+            earlier = [
+                (tag, int(png.stem.split("_")[-1]), png)
+                for tag, folder in (pictures or {}).items()
+                for png in sorted(Path(folder).glob("step_*.png"))
+                if png.stem.split("_")[-1].isdigit() and int(png.stem.split("_")[-1]) <= start_step
+            ]
+            history = [json.loads(line) for line in kept]
+            self.recording = TrainingRecording(run_dir, application_id, history, earlier)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -55,11 +75,15 @@ class RunLogger:
             for key, value in scalars.items():
                 if isinstance(value, int | float):
                     self._writer.add_scalar(key, value, step)
+        if self.recording is not None:
+            self.recording.log(step, scalars)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
         """``image``: HxWx3 uint8 or float in [0, 1]."""
         if self.enabled and self._writer is not None:
             self._writer.add_image(tag, image, step, dataformats="HWC")
+        if self.enabled and self.recording is not None:
+            self.recording.image(tag, image, step)
 
     def close(self) -> None:
         if not self.enabled:
@@ -67,6 +91,8 @@ class RunLogger:
         self._file.close()
         if self._writer is not None:
             self._writer.close()
+        if self.recording is not None:
+            self.recording.close()
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:

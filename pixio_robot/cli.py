@@ -366,22 +366,13 @@ def view(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        from pixio_robot.recording import as_recording, serve_web_viewer, stop_web_viewer
+        from pixio_core.recording import serve_until_stopped
+        from pixio_robot.recording import as_recording
 
         rrd = as_recording(args.source, output=args.output)
         print(f"recording: {rrd}")
-        if args.no_serve:
-            return
-        process, url = serve_web_viewer(rrd, web_port=args.port)
-        print(f"Rerun web viewer: {url}  (Ctrl-C stops it)", flush=True)
-        try:
-            process.wait()
-        finally:
-            stop_web_viewer(process)
-        if process.returncode:
-            raise RuntimeError(
-                f"rerun stopped with status {process.returncode}: {process.stderr.read()[-500:]}"
-            )
+        if not args.no_serve:
+            serve_until_stopped(rrd, args.port)
 
     run_guarded("pixio-robot view", run)
 

@@ -10,16 +10,12 @@ One entity tree per episode, on the ``step`` timeline::
 
 ``pixio-robot eval recording=true`` and ``pixio-robot collect recording=true`` write one;
 ``pixio-robot view FILE`` opens a recording, an HDF5 demo file or a LeRobot dataset folder in
-Rerun's web viewer, served on localhost by the ``rerun`` binary that ships in the
-``rerun-sdk`` wheel (the viewer's WebAssembly comes with it: no internet).
+Rerun's web viewer, served on localhost (:mod:`pixio_core.recording`; no internet).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,20 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from pixio_core.network import free_port
+from pixio_core import recording as core_recording
 
 APPLICATION_ID = "pixio_robot"
 
 
 def new_recording(path: str | os.PathLike, name: str = APPLICATION_ID):
     """A Rerun recording stream that writes to ``path`` (``.rrd``)."""
-    import rerun as rr
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recording = rr.RecordingStream(APPLICATION_ID, recording_id=name)
-    recording.save(str(path))
-    return recording
+    return core_recording.new_recording(path, APPLICATION_ID, name)
 
 
 def log_episode(
@@ -136,47 +126,6 @@ def write_recording(episodes: Iterable[dict[str, Any]], path: str | os.PathLike)
     return path
 
 
-def rerun_binary() -> str:
-    """The ``rerun`` executable of the installed ``rerun-sdk`` (the viewer and its web build)."""
-    beside = Path(sys.executable).parent / "rerun"
-    found = str(beside) if beside.is_file() else shutil.which("rerun")
-    if not found:
-        raise FileNotFoundError("the rerun executable is missing: pip install rerun-sdk==0.41.0")
-    return found
-
-
-def serve_web_viewer(
-    recording: str | os.PathLike, web_port: int = 0, grpc_port: int = 0
-) -> tuple[subprocess.Popen, str]:
-    """Start Rerun's web viewer for ``recording`` on localhost; ``(process, url)``."""
-    web_port, grpc_port = web_port or free_port(), grpc_port or free_port()
-    process = subprocess.Popen(
-        [
-            rerun_binary(), "--serve-web", "--web-viewer-port", str(web_port), "--port",
-            str(grpc_port), str(recording),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the ``rerun`` launcher starts a child
-    )  # fmt: skip
-    proxy = f"rerun%2Bhttp%3A%2F%2Flocalhost%3A{grpc_port}%2Fproxy"
-    return process, f"http://127.0.0.1:{web_port}/?url={proxy}"
-
-
-def stop_web_viewer(process: subprocess.Popen) -> None:
-    """Stop a viewer from :func:`serve_web_viewer` and everything it started."""
-    import signal
-
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def as_recording(
     source: str | os.PathLike,
     work: str | os.PathLike | None = None,
@@ -195,18 +144,3 @@ def as_recording(
         work = Path(work or tempfile.mkdtemp(prefix="pixio_view_"))
         output = work / f"{source.stem or 'demos'}.rrd"
     return write_recording(demo_episodes(source), output)
-
-
-def recording_rows(path: str | os.PathLike) -> dict[str, int]:
-    """``{entity path: rows}`` of an ``.rrd`` file, from ``rerun rrd print`` (what a viewer will
-    show: one row per logged step)."""
-    import re
-
-    done = subprocess.run(
-        [rerun_binary(), "rrd", "print", str(path)], capture_output=True, text=True, check=True
-    )
-    rows: dict[str, int] = {}
-    for count, entity in re.findall(r"with (\d+) rows .*? - (/\S+) - data", done.stdout):
-        if not entity.startswith("/__"):
-            rows[entity] = rows.get(entity, 0) + int(count)
-    return rows

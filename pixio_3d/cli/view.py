@@ -1,4 +1,5 @@
-"""``pixio-view FOLDER``: open a reconstruction in the browser as one offline page.
+"""``pixio-view FOLDER``: open a reconstruction in the browser as one offline page, or a
+Rerun recording in Rerun's web viewer.
 
 FOLDER is a ``pixio-recon`` output (``points.ply``, ``sparse/0``, ``images/``) or a COLMAP model
 made by any tool (a folder with ``cameras``/``images``/``points3D`` ``.bin`` or ``.txt``, or one
@@ -6,8 +7,13 @@ that holds ``sparse/0`` or ``sparse/``). The page (:mod:`pixio_3d.export.viewer`
 points, one frustum per camera with its photo when the photo is found (``--images``, or
 ``images/`` beside the model), and a confidence filter where the points carry a confidence.
 
+A Rerun recording (``FILE.rrd``, or a run folder with ``recording.rrd`` such as
+``pixio-pretrain rerun=true`` writes) is served on localhost instead (the viewer ships in the
+rerun-sdk wheel; no internet).
+
     pixio-view outputs/recon                      # writes outputs/recon/viewer.html and opens it
     pixio-view /data/colmap/sparse/0 --images /data/colmap/images --output /tmp/scene.html
+    pixio-view outputs/pretrain                   # the run's loss curve and reconstructions
 """
 
 from __future__ import annotations
@@ -97,19 +103,51 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("folder", type=Path, help="pixio-recon output or COLMAP model folder")
+    parser.add_argument(
+        "folder", type=Path, help="pixio-recon output, COLMAP model folder, or a Rerun .rrd"
+    )
     parser.add_argument("--images", type=Path, default=None, help="folder of the photos")
     parser.add_argument(
         "--output", type=Path, default=None, help="page to write (default: FOLDER/viewer.html)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing page")
     parser.add_argument("--no-open", action="store_true", help="write the page only")
+    parser.add_argument(
+        "--port", type=int, default=9090, help="Rerun web viewer port (0: any free)"
+    )
     return parser
+
+
+def find_recording(source: Path) -> Path | None:
+    """The Rerun recording ``source`` names: itself (``.rrd``) or a run folder's
+    ``recording.rrd`` when the folder holds no reconstruction."""
+    from pixio_core.recording import RECORDING_NAME
+
+    if source.suffix == ".rrd":
+        if not source.is_file():
+            raise UserError(f"recording {source} does not exist")
+        return source
+    inside = source / RECORDING_NAME
+    if not inside.is_file():
+        return None
+    try:
+        find_model(source)
+    except UserError:
+        return inside
+    return None
 
 
 def _main(args: argparse.Namespace) -> None:
     from pixio_3d.export.viewer import write_viewer_html
 
+    recording = find_recording(args.folder)
+    if recording is not None:
+        from pixio_core.recording import serve_until_stopped
+
+        print(f"recording: {recording}")
+        if not args.no_open:
+            serve_until_stopped(recording, args.port)
+        return
     if not args.folder.is_dir():
         raise UserError(f"{args.folder} is not a folder")
     scene = read_scene(args.folder, args.images)

@@ -61,6 +61,7 @@ RUN_IDENTITY_IGNORES = (
     "device",
     "precision",
     "hydra",
+    "rerun",
     "train.total_steps",
     "train.checkpoint_every",
     "train.keep_last",

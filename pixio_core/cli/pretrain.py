@@ -7,7 +7,9 @@
 
 Writes to ``output_dir``: ``checkpoints/step_*`` (+ ``last``), ``log.jsonl``, ``tensorboard/``,
 ``reconstructions/step_*.png``, ``loss_curve.png``, ``summary.json`` and the resolved
-``config.yaml``. A run with checkpoints resumes exactly where it stopped (``train.resume=true``).
+``config.yaml``; with ``rerun=true`` also ``recording.rrd`` (loss curve and reconstructions on a
+``step`` timeline; ``pixio-view output_dir`` opens it). A run with checkpoints resumes exactly
+where it stopped (``train.resume=true``).
 """
 
 from __future__ import annotations
@@ -144,7 +146,13 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     if train.compile:
         wrapped = torch.compile(wrapped)
 
-    logger = RunLogger(out, start_step=start_step, enabled=info.is_main)
+    logger = RunLogger(
+        out,
+        start_step=start_step,
+        enabled=info.is_main,
+        rerun=bool(cfg.get("rerun", False)),
+        pictures={"reconstruction": out / "reconstructions"},
+    )
     # with FSDP every rank must take part in the preview's forward pass; only the main rank writes
     preview = None
     if info.is_main or sharded:
@@ -195,6 +203,8 @@ def _run(cfg: DictConfig, info: DistInfo) -> Path:
     if info.is_main:
         summarize(out, ckpt_dir, title=f"{cfg.model.encoder}, {cfg.model.recipe} recipe")
         print(f"reconstructions: {out / 'reconstructions'}")
+        if logger.recording is not None:
+            print(f"Rerun recording: {logger.recording.path}  (open it: pixio-view {out})")
     return out
 
 

@@ -225,3 +225,30 @@ def test_fsdp_matches_one_process_and_resumes_on_another_process_count(tmp_path,
     final_two, _, _ = load_checkpoint(sharded / "checkpoints")
     for key, value in final_one.items():
         torch.testing.assert_close(final_two[key], value, rtol=1e-4, atol=1e-4, msg=key)
+
+
+def test_rerun_recording_holds_the_whole_resumed_run(tmp_path, data_root):
+    from pixio_core.recording import recording_rows
+
+    out = tmp_path / "run"
+    for steps in (4, 6):  # the second call resumes at step 4 and rewrites the recording
+        done = subprocess.run(
+            _pretrain(out, data_root, f"train.total_steps={steps}", "train.checkpoint_every=2",
+                      "train.recon_every=2", "rerun=true"),
+            env=_env(), capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    assert f"pixio-view {out}" in done.stdout
+    rows = recording_rows(out / "recording.rrd")
+    assert rows["/train/loss"] == 6 and rows["/train/lr"] == 6, rows
+    assert rows["/reconstruction"] == 3, rows  # steps 2 and 4 from the first part, 6 from this
+    viewed = subprocess.run(
+        [sys.executable, "-m", "pixio_3d.cli.view", str(out), "--no-open"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert str(out / "recording.rrd") in viewed.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "pixio_3d.cli.view", str(tmp_path / "none.rrd")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode != 0 and "none.rrd does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -9,11 +9,11 @@ import torch
 from pixio_envs.push_block import PushBlockExpert
 
 from pixio_core import create_encoder, save_encoder
+from pixio_core.recording import recording_rows
 from pixio_robot.checkpoint import check_policy_fits_env, load_policy
 from pixio_robot.cli import main
 from pixio_robot.demos import collect_demos
 from pixio_robot.evaluation import make_env
-from pixio_robot.recording import recording_rows
 
 ENV = "pixio_envs/PushBlock-v1"
 TINY_ACT = [

@@ -11,13 +11,9 @@ import pytest
 from PIL import Image
 
 from pixio_core.network import free_port
+from pixio_core.recording import recording_rows, serve_web_viewer, stop_web_viewer
 from pixio_robot.cli import main
-from pixio_robot.recording import (
-    as_recording,
-    recording_rows,
-    serve_web_viewer,
-    stop_web_viewer,
-)
+from pixio_robot.recording import as_recording
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import cdp_screenshot  # noqa: E402
