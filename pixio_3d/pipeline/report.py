@@ -82,7 +82,30 @@ def degenerate_inputs(
                 f"geometry ({', '.join(unplaced[:5])}{'...' if len(unplaced) > 5 else ''}): "
                 "their cameras are the network's guess"
             )
+        warnings_found += _weakly_tied(prediction, names)
     return warnings_found
+
+
+MIN_MULTI_VIEW = 10  # observations of points seen by 3+ views that tie a view's distance
+
+
+def _weakly_tied(prediction: dict[str, np.ndarray], names: list[str]) -> list[str]:
+    """Placed views whose points are (almost) all seen by one other view only: two-view points
+    leave the view's distance along that baseline free, so the network's depth sets it."""
+    multi_view = prediction.get("pose_multi_view")
+    if multi_view is None or (multi_view < 0).any():
+        return []
+    placed = [v for v in range(len(names)) if v == 0 or prediction["pose_support"][v] > 0]
+    if len(placed) < 3:  # two views: one baseline, its length is the metric scale anyway
+        return []
+    weak = [names[v] for v in placed if multi_view[v] < MIN_MULTI_VIEW]
+    if not weak:
+        return []
+    return [
+        f"{len(weak)} photo(s) share almost no points with two other photos "
+        f"({', '.join(weak[:5])}{'...' if len(weak) > 5 else ''}): their distance from the others "
+        "comes from the network's depth, not from the geometry (add photos between them)"
+    ]
 
 
 SMALL_ENCODER_WIDTH = 768  # below ViT-B: our CPU sizes, no released weights
@@ -176,6 +199,8 @@ def build_summary(
         )
         if "pose_support" in prediction:
             per_photo[-1]["pose_support"] = int(prediction["pose_support"][view])
+        if "pose_multi_view" in prediction and prediction["pose_multi_view"][view] >= 0:
+            per_photo[-1]["multi_view_points"] = int(prediction["pose_multi_view"][view])
         if "depth_fit_points" in prediction:
             per_photo[-1]["depth_fit"] = {
                 "sfm_points": int(prediction["depth_fit_points"][view]),

@@ -36,7 +36,10 @@ class BundleResult(NamedTuple):
     (keypoint-image pixels), mean ``reprojection_error`` (px), ``num_points``, the ``sparse``
     observations, and the metric ``scale`` (median of the network's z over the points' z) with
     its ``scale_spread``: the interquartile range of the log ratios, as a factor (1.1 = the
-    middle half of the observations agree on the scale within +-5 %)."""
+    middle half of the observations agree on the scale within +-5 %). ``multi_view (V,)``:
+    each view's observations of points that at least two other views see too. A view with
+    (almost) none is tied to the rest by two-view points only, which leave its distance along
+    the baseline free: the network's depth sets it."""
 
     poses: dict[int, np.ndarray]
     intrinsics: np.ndarray
@@ -45,6 +48,7 @@ class BundleResult(NamedTuple):
     sparse: SparseDepth
     scale: float
     scale_spread: float
+    multi_view: np.ndarray | None = None
 
 
 def scale_spread(ratios: np.ndarray) -> float:
@@ -263,7 +267,11 @@ def bundle_adjust(
                 k_photo[v, 0, 0] = k_photo[v, 1, 1] = focal
 
     views, pixels, z = [], [], []  # every observation of the adjusted points
+    multi_view = np.zeros(len(features), np.int64)
     for point in reconstruction.points3D.values():
+        if point.track.length() >= 3:
+            for element in point.track.elements:
+                multi_view[element.image_id - 1] += 1
         for element in point.track.elements:
             v = element.image_id - 1
             views.append(v)
@@ -293,4 +301,5 @@ def bundle_adjust(
         sparse,
         scale,
         scale_spread(ratios),
+        multi_view,
     )

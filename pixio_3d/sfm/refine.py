@@ -47,7 +47,8 @@ class FeaturePoses(NamedTuple):
     one); ``num_points`` its 3D points (0 without one); ``sparse`` their observations in the
     views (:class:`~pixio_3d.sfm.bundle_adjust.SparseDepth`, None without an adjustment);
     ``scale_spread`` how much the depth ratios behind the metric scale disagree (see
-    :class:`~pixio_3d.sfm.bundle_adjust.BundleResult`).
+    :class:`~pixio_3d.sfm.bundle_adjust.BundleResult`); ``multi_view (V,)`` each view's
+    observations of points seen by three or more views (-1 without an adjustment).
     """
 
     poses: torch.Tensor
@@ -57,6 +58,7 @@ class FeaturePoses(NamedTuple):
     num_points: int = 0
     sparse: SparseDepth | None = None
     scale_spread: float = float("nan")
+    multi_view: torch.Tensor | None = None
 
 
 def poses_from_features(
@@ -142,6 +144,7 @@ def poses_from_keypoints(
         edges.append(ViewPair(len(matches), i, j, pose, matches))
     cam2world, placed_by = chain_view_graph(edges, views)
     error, num_points, sparse, spread = float("nan"), 0, None, float("nan")
+    multi_view = np.full(views, -1, np.int64)
     if settings.bundle_adjustment and len(cam2world) >= 2:
         adjusted = bundle_adjust(
             features,
@@ -159,13 +162,21 @@ def poses_from_keypoints(
         if adjusted is not None:
             cam2world, k_photo, error, num_points = adjusted[:4]
             sparse, spread = adjusted.sparse, adjusted.scale_spread
+            multi_view = adjusted.multi_view
     poses = fallback.detach().clone()
     for view, pose in cam2world.items():
         if view > 0:
             poses[view] = torch.from_numpy(pose).to(poses)
     k_network = torch.from_numpy(np.linalg.inv(to_photo) @ k_photo).to(intrinsics)
     return FeaturePoses(
-        poses, torch.from_numpy(placed_by), k_network, error, num_points, sparse, spread
+        poses,
+        torch.from_numpy(placed_by),
+        k_network,
+        error,
+        num_points,
+        sparse,
+        spread,
+        torch.from_numpy(multi_view),
     )
 
 
@@ -215,7 +226,9 @@ def refine_with_features(
     Returns ``(prediction, poses (B, V, 4, 4), support (B, V))``; the prediction also gets
     ``pose_reprojection_error (B,)``, the bundle adjustment's mean reprojection error in pixels
     of the keypoint images (NaN where none ran), and ``metric_scale_spread (B,)``, how much the
-    depth ratios behind the metric scale disagree (NaN without an adjustment). ``support`` is
+    depth ratios behind the metric scale disagree (NaN without an adjustment), and
+    ``pose_multi_view (B, V)``, each view's observations of points seen by three or more views
+    (-1 without an adjustment; see :class:`FeaturePoses`). ``support`` is
     the inlier count of the view-graph edge that placed each view (0 for view 0 and for views
     that kept the head's pose)."""
     batch = out["depth_z"].shape[0]
@@ -242,6 +255,7 @@ def refine_with_features(
     out["metric_scale_spread"] = torch.tensor(
         [found.scale_spread for found in solved], device=poses.device
     )
+    out["pose_multi_view"] = torch.stack([found.multi_view for found in solved]).to(poses.device)
     if refine_focal:
         out = with_refined_intrinsics(out, solved)
     if fit_depth:
