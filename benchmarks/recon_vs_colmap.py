@@ -15,7 +15,13 @@ Scored alike for both methods:
   GT points lifted from the views' depth, after a Sim(3) alignment fitted on the registered
   cameras (centres and axes), at most ``--max-chamfer-points`` random points per cloud (the
   subsampling floor, GT against itself: 0 up to that many points, ~1 cm for 16 views at
-  256x192);
+  256x192), and precision / recall: the share of predicted points within ``--threshold`` of a
+  GT point and of GT points within it of a predicted one;
+- the fused clouds: with the ``features`` solver, rows ``...-features-fused`` score the cloud
+  ``pixio-recon`` writes by default, the pixels no other view contradicts
+  (:mod:`pixio_3d.sfm.fusion`, mode ``consistent``), and ``...-features-verified`` those another
+  view confirms (``pixio-recon --fusion verified``), with the same cameras; their seconds
+  include the check (``--fusion``);
 - resolution: COLMAP always gets the scenes' images; the model gets them resized to
   ``--model-size`` if given (e.g. its training size), as a user's photos would be;
 - seconds: COLMAP from writing the images to reading the model (one run); the model's
@@ -52,6 +58,7 @@ import numpy as np
 
 COLMAP_CONFIGS = ("known", "known-sparse", "known-tuned", "estimated", "estimated-sparse")
 MODEL_CONFIGS = ("known", "estimated")
+FUSED_NAMES = {"consistent": "fused", "verified": "verified"}  # row suffix per fusion mode
 
 
 # ------------------------------------------------------------------------------------- memory
@@ -123,14 +130,18 @@ def score(
     gt_cloud: np.ndarray,
     max_points: int,
     seed: int,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Pose metrics (unregistered = failure) and Sim(3)-aligned Chamfer of one prediction."""
+    """Pose metrics (unregistered = failure) and Sim(3)-aligned Chamfer of one prediction; with
+    ``threshold`` (metres) also the share of predicted points within it of the GT (precision)
+    and of GT points within it of the prediction (recall)."""
     from pixio_3d.evaluation.metrics import chamfer_distance, pose_metrics
 
     poses = np.where(registered[:, None, None], pred_cam2world, np.eye(4))  # NaN-free input
     result: dict[str, Any] = pose_metrics(poses, gt_cam2world, registered=registered)
     result.update(num_registered=int(registered.sum()), num_points=int(len(pred_points)))
     result.update(chamfer=None, chamfer_accuracy=None, chamfer_completeness=None)
+    result.update(precision=None, recall=None)
     if registered.sum() >= 2 and len(pred_points):
         rng = np.random.default_rng(seed)
         chamfer = chamfer_distance(
@@ -140,12 +151,15 @@ def score(
                 _alignment_points(pred_cam2world[registered]),
                 _alignment_points(gt_cam2world[registered]),
             ),
+            fscore_threshold=threshold,
         )
         result.update(
             chamfer=chamfer["chamfer"],
             chamfer_accuracy=chamfer["accuracy"],
             chamfer_completeness=chamfer["completeness"],
         )
+        if threshold is not None:
+            result.update(precision=chamfer["precision"], recall=chamfer["recall"])
     return result
 
 
@@ -186,6 +200,7 @@ def run_model(
     size: tuple[int, int] | None = None,
     pose_solver: str = "head",
     feature_settings: Any = None,
+    fusion: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """:func:`pixio_3d.pipeline.predict` on the views (resized to ``size = (W, H)`` with ``K``
     scaled, if given), poses from ``pose_solver``. The ``features`` solver takes its keypoints
@@ -235,14 +250,28 @@ def run_model(
             )
             times.append(time.perf_counter() - start)
     views = scene["rgb"].shape[0]
-    return {
-        "cam2world": output["camera_poses"][0].double().numpy(),
+    cam2world = output["camera_poses"][0].double().numpy()
+    points = output["pts3d"][0].double().numpy()
+    result = {
+        "cam2world": cam2world,
         "registered": np.ones(views, bool),
-        "points": output["pts3d"][0].reshape(-1, 3).double().numpy(),
+        "points": points.reshape(-1, 3),
         "seconds": statistics.median(times) if times else cold,
         "peak_extra_mib": memory.extra_mib,
         "extra": {"cold_seconds": cold},
     }
+    if pose_solver == "features" and fusion:  # pixio-recon's fused clouds
+        from pixio_3d.sfm.fusion import consistency
+
+        start = time.perf_counter()
+        fused = consistency(
+            output["depth_z"][0].double().numpy(),
+            output["intrinsics"][0].double().numpy(),
+            cam2world,
+        )
+        seconds = result["seconds"] + time.perf_counter() - start
+        result["fused"] = {mode: (points[fused.kept(mode)], seconds) for mode in fusion}
+    return result
 
 
 # --------------------------------------------------------------------------------------- data
@@ -328,6 +357,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "chamfer_scenes": len(chamfers),
                 "chamfer_accuracy": mean("chamfer_accuracy", chamfers),
                 "chamfer_completeness": mean("chamfer_completeness", chamfers),
+                "precision": mean("precision", [r for r in chamfers if r["precision"] is not None]),
+                "recall": mean("recall", [r for r in chamfers if r["recall"] is not None]),
                 "seconds": mean("seconds"),
                 "peak_extra_mib": float(max(r["peak_extra_mib"] for r in group)),
             }
@@ -341,8 +372,8 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 
     lines = [
         "| method | views | scenes | registered | AUC@5 | AUC@30 | points | Chamfer acc / comp "
-        "(m, scenes) | seconds | peak extra MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(m, scenes) | within threshold: precision / recall | seconds | peak extra MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         chamfer = (
@@ -352,6 +383,7 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {s['method']} | {s['views']} | {s['scenes']} | {s['registered_ratio']:.2f} | "
             f"{s['auc_5']:.3f} | {s['auc_30']:.3f} | {s['num_points']:.0f} | {chamfer} | "
+            f"{number(s['precision'], 2)} / {number(s['recall'], 2)} | "
             f"{s['seconds']:.2f} | {s['peak_extra_mib']:.0f} |"
         )
     return "\n".join(lines)
@@ -407,6 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch and COLMAP threads (0: all)")
     parser.add_argument("--repeats", type=int, default=2, help="timed model runs after warm-up")
     parser.add_argument("--max-chamfer-points", type=int, default=100000)
+    parser.add_argument(
+        "--fusion",
+        default="consistent,verified",
+        help="features solver: fused clouds to score too, comma-separated of consistent "
+        "(pixio-recon's default; rows ...-fused), verified (rows ...-verified); '' for none",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        help="metres: precision / recall of the points within this distance (default 0.1)",
+    )
     parser.add_argument("--colmap-verbose", action="store_true", help="keep COLMAP's glog output")
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/recon_vs_colmap.json")
@@ -435,6 +479,10 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(f"--feature-settings: {error}") from None
 
+    fusion = tuple(m for m in args.fusion.split(",") if m)
+    for mode in fusion:
+        if mode not in FUSED_NAMES:
+            raise SystemExit(f"unknown --fusion mode {mode!r}; choose from {tuple(FUSED_NAMES)}")
     pose_solvers = [s for s in args.pose_solvers.split(",") if s]
     for solver in pose_solvers:
         if solver not in POSE_SOLVERS:
@@ -503,6 +551,7 @@ def main() -> None:
                         args.model_size,
                         solver,
                         feature_settings,
+                        fusion,
                     )
                 metrics = score(
                     outcome["cam2world"],
@@ -512,6 +561,7 @@ def main() -> None:
                     cloud,
                     args.max_chamfer_points,
                     args.seed + index,
+                    args.threshold,
                 )
                 row = {
                     "method": name,
@@ -524,6 +574,24 @@ def main() -> None:
                     **outcome["extra"],
                 }
                 rows.append(row)
+                for mode, (fused_points, fused_seconds) in outcome.get("fused", {}).items():
+                    rows.append(
+                        {
+                            **row,
+                            "method": f"{name}-{FUSED_NAMES[mode]}",
+                            "seconds": fused_seconds,
+                            **score(
+                                outcome["cam2world"],
+                                outcome["registered"],
+                                fused_points,
+                                subset["cam2world"],
+                                cloud,
+                                args.max_chamfer_points,
+                                args.seed + index,
+                                args.threshold,
+                            ),
+                        }
+                    )
                 print(
                     f"V={views:2d} {directory.name} {name:22s} reg {row['num_registered']:2d}/{views} "
                     f"AUC@5 {row['auc_5']:.3f} AUC@30 {row['auc_30']:.3f} "

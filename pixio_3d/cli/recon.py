@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pixio_3d.sfm.settings import POSE_SOLVERS, parse_feature_settings
+from pixio_3d.sfm.settings import FUSION_MODES, POSE_SOLVERS, parse_feature_settings
 from pixio_core.cli.console import run_guarded
 
 DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="features solver settings as name=value,... (e.g. 'max_pairs_per_view=5' for "
         "many photos, 'bundle_adjustment=false'); see pixio_3d.sfm.FeatureSettings",
+    )
+    parser.add_argument(
+        "--fusion",
+        choices=FUSION_MODES,
+        default="consistent",
+        help="pixels in points.ply: consistent (default: those no other view contradicts) | "
+        "verified (only those another view confirms: more accurate, fewer points) | all",
     )
     parser.add_argument(
         "--original-depth",
@@ -246,6 +253,7 @@ def _main(args: argparse.Namespace) -> None:
         exif_focal=not args.no_exif_focal,
         pose_solver=args.pose_solver,
         feature_settings=feature_settings,
+        fusion=args.fusion,
         original_depth=args.original_depth,
         checkpoint=str(checkpoint),
         progress=not args.no_progress,

@@ -77,7 +77,7 @@ from pixio_3d.models import ReconstructionModel
 from pixio_3d.pipeline.predict import predict_views
 from pixio_3d.pipeline.report import build_summary, degenerate_inputs, model_note
 from pixio_3d.sfm import FeatureSettings
-from pixio_3d.sfm.fusion import REL_TOL, consistency
+from pixio_3d.sfm.fusion import FUSION_MODES, REL_TOL, consistency
 
 __all__ = ["OUTPUT_ENTRIES", "reconstruct_photos"]
 
@@ -221,6 +221,7 @@ def reconstruct_photos(
     exif_focal: bool = True,
     pose_solver: str = "features",
     feature_settings: FeatureSettings | None = None,
+    fusion: str = "consistent",
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
@@ -259,6 +260,9 @@ def reconstruct_photos(
             :meth:`ReconstructionModel.infer`).
         feature_settings: the ``features`` solver's settings (default
             :class:`~pixio_3d.sfm.FeatureSettings()`).
+        fusion: which pixels enter ``points.ply`` (:data:`pixio_3d.sfm.fusion.FUSION_MODES`):
+            ``consistent`` (default: those no other view contradicts, unverified ones included),
+            ``verified`` (only those another view sees and agrees with) or ``all``.
         original_depth: also write ``depth_original/``: each depth map resampled onto its
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
@@ -286,6 +290,8 @@ def reconstruct_photos(
         )
     if voxel_size is not None and voxel_size < 0:
         raise ValueError(f"voxel_size must be >= 0 (0: no voxel grid), got {voxel_size}")
+    if fusion not in FUSION_MODES:
+        raise ValueError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
 
     seconds: dict[str, float] = {}
     with tqdm(total=len(STAGES), desc="pixio-recon", unit="stage", disable=not progress) as bar:
@@ -360,7 +366,7 @@ def reconstruct_photos(
                     staging / "points.ply",
                     prediction,
                     colors,
-                    consistent=fused.keep,
+                    consistent=fused.kept(fusion),
                     min_confidence=min_confidence,
                     confidence_quantile=confidence_quantile,
                     voxel_size=voxel_size,
@@ -454,10 +460,12 @@ def reconstruct_photos(
                 "network's own (>= 1)"
             )
             summary["fusion"] = {
+                "mode": fusion,
                 "relative_depth_tolerance": REL_TOL,
                 "pixels": int(np.isfinite(prediction["depth_z"]).sum()),
                 "seen_by_another_view": int((fused.seen > 0).sum()),
                 "consistent": int(fused.keep.sum()),
+                "verified": int(fused.kept("verified").sum()),
             }
             summary["warnings"] = degenerate_inputs(colors, prediction, names, pose_solver)
             summary["point_cloud"] = cloud_info

@@ -11,7 +11,10 @@ behind ``j``'s own surface there (then it is occluded in ``j``), ``j`` *sees* it
 a Laplace-smoothed fraction: 0.5 for a pixel no other view sees (unverified), 0.75 when the one
 view that sees it agrees, 0.25 when it does not, toward 1 or 0 with more views. A pixel is kept
 when its support is at least 0.5: every unverified pixel, and those that at least half of the
-views that see them agree with.
+views that see them agree with. :meth:`Consistency.kept` gives the masks of the three modes of
+``FUSION_MODES``: ``consistent`` (that rule, ``pixio-recon``'s default), ``verified`` (only the
+pixels another view sees and agrees with: more accurate, less complete; a single view keeps all
+its pixels) and ``all`` (no filtering).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Consistency", "consistency"]
+from pixio_3d.sfm.settings import FUSION_MODES
+
+__all__ = ["FUSION_MODES", "Consistency", "consistency"]
 
 REL_TOL = 0.05
 KEEP = 0.5
@@ -34,6 +39,18 @@ class Consistency(NamedTuple):
     agree: np.ndarray
     support: np.ndarray
     keep: np.ndarray
+
+    def kept(self, mode: str = "consistent") -> np.ndarray:
+        """The ``(V, H, W)`` pixels a fusion ``mode`` of :data:`FUSION_MODES` keeps."""
+        if mode == "consistent":
+            return self.keep
+        if mode == "verified":
+            if self.keep.shape[0] == 1:  # nothing to verify a single view against
+                return self.keep
+            return self.keep & (self.seen > 0)
+        if mode == "all":
+            return np.ones_like(self.keep)
+        raise ValueError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
 
 
 def consistency(

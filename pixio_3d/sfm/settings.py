@@ -11,9 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["POSE_SOLVERS", "SIFT_BACKENDS", "FeatureSettings", "parse_feature_settings"]
+__all__ = [
+    "FUSION_MODES",
+    "POSE_SOLVERS",
+    "SIFT_BACKENDS",
+    "FeatureSettings",
+    "parse_feature_settings",
+]
 
 POSE_SOLVERS = ("head", "matches", "features")
+FUSION_MODES = ("consistent", "verified", "all")  # pixio_3d.sfm.fusion.Consistency.kept
 MIN_INLIERS = 15  # essential-matrix inliers for a view pair to join the view graph
 SIFT_BACKENDS = ("opencv", "colmap")  # FeatureSettings.sift
 

@@ -76,3 +76,20 @@ def test_consistent_views_agree_and_a_wrong_patch_is_dropped():
     invalid = depth.copy()
     invalid[0, :, :5] = np.nan
     assert not consistency(invalid, intrinsics, poses).keep[0, :, :5].any()
+
+
+def test_fusion_modes_keep_what_they_say():
+    depth, intrinsics, poses = _two_cameras()
+    wrong = depth.copy()
+    wrong[1, 10:30, 10:30] = 2.0
+    fused = consistency(wrong, intrinsics, poses)
+    consistent, verified, every = (fused.kept(m) for m in ("consistent", "verified", "all"))
+    np.testing.assert_array_equal(consistent, fused.keep)
+    unverified = fused.seen == 0
+    assert consistent[unverified].all() and not verified[unverified].any()
+    np.testing.assert_array_equal(verified, fused.keep & ~unverified)
+    assert verified.sum() < consistent.sum() < every.sum() == every.size
+    single = consistency(depth[:1], intrinsics[:1], poses[:1])
+    assert single.kept("verified").all()  # one view: nothing to verify against, all kept
+    with pytest.raises(ValueError, match="fusion mode must be one of"):
+        fused.kept("strict")

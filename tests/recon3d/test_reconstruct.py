@@ -381,8 +381,18 @@ def test_duplicate_photos_and_unplaced_views_are_reported(tmp_path, renders, mod
     assert "view1_again.png duplicates view1.png" in warnings
     assert summary["metric_scale"]["reliability"] in ("good", "fair", "poor", "unknown")
     fusion = summary["fusion"]
-    assert 0 < fusion["consistent"] <= fusion["pixels"]
+    assert fusion["mode"] == "consistent"
+    assert 0 < fusion["verified"] <= fusion["consistent"] <= fusion["pixels"]
     assert summary["model"]["small"] and "only a prior" in summary["model"]["note"]
+    # --fusion verified: only the pixels another view confirms enter points.ply
+    strict = reconstruct_photos(
+        photos, tmp_path / "verified", model, focal_px=FOCAL, fusion="verified", **FAST
+    )
+    assert strict["fusion"]["mode"] == "verified"
+    counts, strict_counts = summary["point_cloud"]["counts"], strict["point_cloud"]["counts"]
+    assert strict_counts["confident"] < counts["confident"]
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        reconstruct_photos(photos, tmp_path / "bad", model, fusion="strict", **FAST)
 
 
 @pytest.fixture(scope="module")
