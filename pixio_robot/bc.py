@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import h5py
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, Dataset, RandomSampler
 
 from pixio_core.engine import train_steps
 
@@ -76,6 +76,45 @@ class DemoFeatureDataset(Dataset):
             sample["action_chunk"] = actions[future.clamp_max(len(actions) - 1)]
         return sample
 
+    def batch(self, items: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """The samples ``items`` stacked, as a DataLoader would collate them, gathered in one
+        indexing per key (the demos' features concatenated once, on first use)."""
+        if not hasattr(self, "_flat"):
+
+            def starts(parts: list[torch.Tensor]) -> torch.Tensor:
+                return torch.tensor([0] + [len(p) for p in parts[:-1]]).cumsum(0)[demo]
+
+            demo = torch.tensor([d for d, _ in self.index], dtype=torch.long)
+            step = torch.tensor([s for _, s in self.index], dtype=torch.long)
+            history = torch.arange(self.frame_history - 1, -1, -1)
+            frame0, proprio0, action0 = (
+                starts(self.features),
+                starts(self.proprio),
+                starts(self.actions),
+            )
+            lengths = torch.tensor([len(a) for a in self.actions])[demo]
+            future = step[:, None] + torch.arange(self.action_horizon)
+            self._flat = {
+                "features": torch.cat(self.features),
+                "proprio": torch.cat(self.proprio),
+                "actions": torch.cat(self.actions),
+                "frames": frame0[:, None] + (step[:, None] - history).clamp_min(0),
+                "proprio_now": proprio0 + step,
+                "action_now": action0 + step,
+                "future": action0[:, None] + torch.minimum(future, lengths[:, None] - 1),
+                "pad": future >= lengths[:, None],
+            }
+        flat, items = self._flat, torch.as_tensor(items, dtype=torch.long)
+        batch = {
+            "features": flat["features"][flat["frames"][items]],
+            "proprio": flat["proprio"][flat["proprio_now"][items]],
+            "action": flat["actions"][flat["action_now"][items]],
+        }
+        if self.action_horizon > 1:
+            batch["action_is_pad"] = flat["pad"][items]
+            batch["action_chunk"] = flat["actions"][flat["future"][items]]
+        return batch
+
     def statistics(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Mean and std (per channel) of features, proprio and actions over the whole split."""
         stats = {}
@@ -90,10 +129,18 @@ class DemoFeatureDataset(Dataset):
         return stats
 
 
-def _epochs(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    """The loader's batches, epoch after epoch (a new shuffle each epoch)."""
+def _epochs(
+    dataset: DemoFeatureDataset, batch_size: int, drop_last: bool, generator: torch.Generator
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Shuffled batches, epoch after epoch: the batches of ``DataLoader(dataset, batch_size,
+    shuffle=True, drop_last=drop_last, generator=generator)``, each gathered in one indexing
+    instead of item by item and collated."""
+    sampler = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last)
     while True:
-        yield from loader
+        # a DataLoader draws its workers' base seed from the generator at each epoch's start
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        for items in sampler:
+            yield dataset.batch(items)
 
 
 def train_bc(
@@ -122,13 +169,6 @@ def train_bc(
     torch.manual_seed(seed)
     policy.set_normalization(dataset.statistics())
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(dataset) > batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
 
     def every(step: int, scalars: dict[str, float]) -> None:
         done = step + 1
@@ -138,7 +178,9 @@ def train_bc(
     losses = train_steps(
         policy,
         loss_fn=lambda batch, step, micro: policy(batch),
-        batches=_epochs(loader),
+        batches=_epochs(
+            dataset, batch_size, len(dataset) > batch_size, torch.Generator().manual_seed(seed)
+        ),
         optimizer=optimizer,
         lr_schedule=[lr] * steps,
         start_step=0,

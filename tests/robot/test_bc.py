@@ -68,6 +68,27 @@ def test_dataset_action_chunks_pad_past_the_end(setup):
     torch.testing.assert_close(last["action_chunk"][2:], actions[-1].expand(3, -1))
 
 
+def test_batches_are_the_data_loaders_gathered_at_once(setup):
+    from torch.utils.data import DataLoader
+
+    from pixio_robot.bc import _epochs
+
+    path, _, features = setup
+    for horizon in (1, 4):
+        dataset = DemoFeatureDataset(str(path), features, split="train", action_horizon=horizon)
+        loader = DataLoader(
+            dataset, batch_size=8, shuffle=True, drop_last=True,
+            generator=torch.Generator().manual_seed(5),
+        )  # fmt: skip
+        gathered = _epochs(dataset, 8, True, torch.Generator().manual_seed(5))
+        for _ in range(3):  # epochs: each reshuffles the same way
+            for expected in loader:
+                batch = next(gathered)
+                assert batch.keys() == expected.keys()
+                for key, value in expected.items():
+                    assert torch.equal(batch[key], value), key
+
+
 def test_train_then_evaluate_in_mujoco(setup):
     path, encoder, features = setup
     dataset = DemoFeatureDataset(str(path), features, split="train")
