@@ -224,3 +224,38 @@ def test_spatial_softmax_keypoints_follow_a_bright_patch_and_the_mlp_learns_its_
         policy({**data, "features": tokens[:, None, :9]})
     with pytest.raises(ValueError, match="square grid"):
         MLPPolicyConfig(feature_dim=8, proprio_dim=0, action_dim=2, keypoints=4)
+
+
+def test_keypoint_hidden_layer_finds_a_token_no_linear_map_can():
+    """The marked token differs from the others only in the magnitude of channel 0, its sign
+    random like theirs: one keypoint with a linear logit ranks it first only when its sign is
+    right, with one hidden layer (``keypoint_hidden``) it finds it either way."""
+    torch.manual_seed(0)
+    side, width, count = 4, 8, 256
+    signs = torch.randint(0, 2, (count, side * side)) * 2 - 1
+    tokens = torch.zeros(count, side * side, width)
+    tokens[..., 0] = signs.float()
+    where = torch.randint(0, side * side, (count,))
+    tokens[torch.arange(count), where, 0] *= 3  # the marked one: +-3 among +-1
+    rows, cols = where // side, where % side
+    data = {"features": tokens[:, None], "proprio": torch.zeros(count, 0)}
+    data["action"] = torch.stack([cols, rows], dim=1).float()
+
+    def final_loss(hidden: int) -> float:
+        torch.manual_seed(0)
+        policy = make_policy(
+            "mlp", feature_dim=width, proprio_dim=0, action_dim=2, frame_history=1,
+            tokens_per_frame=side * side, keypoints=1, keypoint_hidden=hidden,
+        )  # fmt: skip
+        optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+        for _ in range(600):
+            loss, _ = policy(data)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+    linear, hidden = final_loss(0), final_loss(32)
+    assert hidden < 0.1 < linear, (hidden, linear)
+    with pytest.raises(ValueError, match="keypoint_hidden must be >= 0"):
+        MLPPolicyConfig(feature_dim=8, proprio_dim=0, action_dim=2, keypoint_hidden=-1)

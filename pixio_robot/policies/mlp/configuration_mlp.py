@@ -19,6 +19,9 @@ class MLPPolicyConfig:
     # learned keypoints (expected x, y of a softmax over the patch grid, as in robomimic's
     # visuomotor policies) and the MLP reads those instead of the flattened tokens
     keypoints: int = 0
+    # > 0: the keypoints' logits come from a per-token MLP with one hidden layer this wide
+    # (GELU) instead of one linear map of the token
+    keypoint_hidden: int = 0
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "action_dim", "frame_history", "tokens_per_frame"):
@@ -31,8 +34,11 @@ class MLPPolicyConfig:
                 f"MLPPolicyConfig.hidden_dims must be positive widths, got {self.hidden_dims}"
             )
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
-        if self.keypoints < 0:
-            raise ValueError(f"MLPPolicyConfig.keypoints must be >= 0, got {self.keypoints}")
+        if self.keypoints < 0 or self.keypoint_hidden < 0:
+            raise ValueError(
+                "MLPPolicyConfig.keypoints and keypoint_hidden must be >= 0, got "
+                f"{self.keypoints}, {self.keypoint_hidden}"
+            )
         if self.keypoints and (
             self.tokens_per_frame == 1
             or round(self.tokens_per_frame**0.5) ** 2 != self.tokens_per_frame

@@ -23,12 +23,17 @@ from pixio_robot.policies.mlp.configuration_mlp import MLPPolicyConfig
 
 class SpatialSoftmax(nn.Module):
     """``(..., h*w, D)`` patch tokens -> ``(..., 2K)``: the expected (x, y) in [-1, 1] of each
-    of K learned softmax maps over the ``h x w`` grid (a learned temperature)."""
+    of K learned softmax maps over the ``h x w`` grid (a learned temperature). The maps' logits
+    are a linear function of each token, or with ``hidden > 0`` a one-hidden-layer MLP of it."""
 
-    def __init__(self, width: int, tokens: int, keypoints: int) -> None:
+    def __init__(self, width: int, tokens: int, keypoints: int, hidden: int = 0) -> None:
         super().__init__()
         side = round(tokens**0.5)
-        self.logits = nn.Linear(width, keypoints)
+        self.logits = (
+            nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, keypoints))
+            if hidden
+            else nn.Linear(width, keypoints)
+        )
         self.log_temperature = nn.Parameter(torch.zeros(()))
         ys, xs = torch.meshgrid(
             torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij"
@@ -55,7 +60,12 @@ class MLPPolicy(Policy):
         super().__init__(config)  # one action per prediction
         layers: list[nn.Module] = []
         self.keypoints = (
-            SpatialSoftmax(config.feature_dim, config.tokens_per_frame, config.keypoints)
+            SpatialSoftmax(
+                config.feature_dim,
+                config.tokens_per_frame,
+                config.keypoints,
+                config.keypoint_hidden,
+            )
             if config.keypoints
             else None
         )
