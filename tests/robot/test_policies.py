@@ -189,6 +189,17 @@ def test_action_chunks_queue_and_ensemble():
         ActionChunks(chunk_size=2, n_action_steps=3)
 
 
+def _fit(policy: torch.nn.Module, data: dict[str, torch.Tensor], steps: int) -> float:
+    """Full-batch Adam steps on ``data``; the last loss."""
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss, _ = policy(data)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
 def test_spatial_softmax_keypoints_follow_a_bright_patch_and_the_mlp_learns_its_position():
     from pixio_robot.policies.mlp.modeling_mlp import SpatialSoftmax
 
@@ -213,13 +224,7 @@ def test_spatial_softmax_keypoints_follow_a_bright_patch_and_the_mlp_learns_its_
     )  # fmt: skip
     data = {"features": tokens[:, None], "proprio": torch.zeros(256, 0)}
     data["action"] = torch.stack([cols, rows], dim=1).float()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
-    for _ in range(400):
-        loss, _ = policy(data)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < 0.05
+    assert _fit(policy, data, steps=400) < 0.05
     with pytest.raises(ValueError, match="features must be"):
         policy({**data, "features": tokens[:, None, :9]})
     with pytest.raises(ValueError, match="square grid"):
@@ -247,13 +252,7 @@ def test_keypoint_hidden_layer_finds_a_token_no_linear_map_can():
             "mlp", feature_dim=width, proprio_dim=0, action_dim=2, frame_history=1,
             tokens_per_frame=side * side, keypoints=1, keypoint_hidden=hidden,
         )  # fmt: skip
-        optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
-        for _ in range(600):
-            loss, _ = policy(data)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return loss.item()
+        return _fit(policy, data, steps=600)
 
     linear, hidden = final_loss(0), final_loss(32)
     assert hidden < 0.1 < linear, (hidden, linear)
