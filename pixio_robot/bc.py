@@ -41,6 +41,7 @@ class DemoFeatureDataset(Dataset):
         self.frame_history = frame_history
         self.action_horizon = action_horizon
         self.features, self.proprio, self.actions, self.index = [], [], [], []
+        self._flat: dict[str, torch.Tensor] | None = None  # batch()'s gather tables
         with h5py.File(demo_path, "r") as handle:
             names = (
                 [n.decode() for n in handle[f"mask/{split}"][:]]
@@ -78,8 +79,9 @@ class DemoFeatureDataset(Dataset):
 
     def batch(self, items: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """The samples ``items`` stacked, as a DataLoader would collate them, gathered in one
-        indexing per key (the demos' features concatenated once, on first use)."""
-        if not hasattr(self, "_flat"):
+        indexing per key (the demos' arrays concatenated once, on first use; the per-demo
+        lists then hold views of them, so nothing is stored twice)."""
+        if self._flat is None:
 
             def starts(parts: list[torch.Tensor]) -> torch.Tensor:
                 return torch.tensor([0] + [len(p) for p in parts[:-1]]).cumsum(0)[demo]
@@ -104,6 +106,9 @@ class DemoFeatureDataset(Dataset):
                 "future": action0[:, None] + torch.minimum(future, lengths[:, None] - 1),
                 "pad": future >= lengths[:, None],
             }
+            for name in ("features", "proprio", "actions"):
+                sizes = [len(part) for part in getattr(self, name)]
+                setattr(self, name, list(self._flat[name].split(sizes)))
         flat, items = self._flat, torch.as_tensor(items, dtype=torch.long)
         batch = {
             "features": flat["features"][flat["frames"][items]],
