@@ -119,10 +119,12 @@ def main() -> None:
                 f"  ({per_worker:.1f} per worker)",
                 flush=True,
             )
-    single = [r["images_per_s"] for r in rows if r["workers"] == 0] or [
-        r["images_per_s_per_worker"] for r in rows
+    # a worker's rate as measured in worker processes (their hand-off to the training process
+    # included); the in-process rate only when no worker row ran; the slower loader counts
+    rates = [r["images_per_s_per_worker"] for r in rows if r["workers"] > 0] or [
+        r["images_per_s"] for r in rows
     ]
-    per_worker = min(single)  # the slower of the two loaders, in one process
+    per_worker = min(rates)
     needed = {str(step): math.ceil(step / per_worker) for step in args.step_rates}
     report = {
         "cpu_count": os.cpu_count(),
