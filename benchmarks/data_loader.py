@@ -21,12 +21,12 @@ import io
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from pretrain_throughput import loader_rate  # benchmarks/: images/s after the first batch
 from torch.utils.data import DataLoader
 
 from pixio_core.data import ImageFolderDataset, find_images, pretrain_transform
@@ -52,16 +52,6 @@ def write_photos(root: Path, count: int, seed: int = 0) -> Path:
         Image.fromarray(pixels.astype(np.uint8)).save(buffer, "JPEG", quality=90)
         (folder / f"{i:05d}.jpg").write_bytes(buffer.getvalue())
     return root / "images"
-
-
-def rate(loader: DataLoader, batches: int) -> float:
-    """Images/s over ``batches`` batches after the first (worker start-up is not counted)."""
-    iterator = iter(loader)
-    next(iterator)
-    start, count = time.perf_counter(), 0
-    for _ in range(batches):
-        count += next(iterator)["image"].shape[0]
-    return count / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -103,7 +93,7 @@ def main() -> None:
             ),
         }
         for source, loader in by_source.items():
-            images_per_s = rate(loader, args.batches)
+            images_per_s = loader_rate(loader, args.batches)
             per_worker = images_per_s / max(1, workers)
             rows.append(
                 {

@@ -553,45 +553,34 @@ def main() -> None:
                         feature_settings,
                         fusion,
                     )
-                metrics = score(
-                    outcome["cam2world"],
-                    outcome["registered"],
-                    outcome["points"],
-                    subset["cam2world"],
-                    cloud,
-                    args.max_chamfer_points,
-                    args.seed + index,
-                    args.threshold,
-                )
-                row = {
-                    "method": name,
-                    "views": views,
-                    "scene": directory.name,
-                    "view_indices": chosen.tolist(),
-                    "seconds": outcome["seconds"],
-                    "peak_extra_mib": outcome["peak_extra_mib"],
-                    **metrics,
-                    **outcome["extra"],
-                }
-                rows.append(row)
-                for mode, (fused_points, fused_seconds) in outcome.get("fused", {}).items():
+                # the method's own cloud, then with the features solver its fused clouds
+                clouds = {name: (outcome["points"], outcome["seconds"])}
+                for mode, fused in outcome.get("fused", {}).items():
+                    clouds[f"{name}-{FUSED_NAMES[mode]}"] = fused
+                for method, (points, seconds) in clouds.items():
+                    metrics = score(
+                        outcome["cam2world"],
+                        outcome["registered"],
+                        points,
+                        subset["cam2world"],
+                        cloud,
+                        args.max_chamfer_points,
+                        args.seed + index,
+                        args.threshold,
+                    )
                     rows.append(
                         {
-                            **row,
-                            "method": f"{name}-{FUSED_NAMES[mode]}",
-                            "seconds": fused_seconds,
-                            **score(
-                                outcome["cam2world"],
-                                outcome["registered"],
-                                fused_points,
-                                subset["cam2world"],
-                                cloud,
-                                args.max_chamfer_points,
-                                args.seed + index,
-                                args.threshold,
-                            ),
+                            "method": method,
+                            "views": views,
+                            "scene": directory.name,
+                            "view_indices": chosen.tolist(),
+                            "seconds": seconds,
+                            "peak_extra_mib": outcome["peak_extra_mib"],
+                            **metrics,
+                            **outcome["extra"],
                         }
                     )
+                row = rows[-len(clouds)]  # the method's own row, printed
                 print(
                     f"V={views:2d} {directory.name} {name:22s} reg {row['num_registered']:2d}/{views} "
                     f"AUC@5 {row['auc_5']:.3f} AUC@30 {row['auc_30']:.3f} "
