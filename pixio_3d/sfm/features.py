@@ -24,17 +24,38 @@ __all__ = [
 STRETCH_PERCENTILES = (1.0, 99.0)
 
 
+def _uint8_percentiles(image: np.ndarray, percentiles: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(image, percentiles)`` (linear interpolation) of a uint8 array from its
+    256-bin histogram: the same values without sorting the pixels."""
+    cumulative = np.cumsum(np.bincount(image.ravel(), minlength=256))
+    positions = (cumulative[-1] - 1) * (np.asarray(percentiles, np.float64) / 100.0)
+    below = np.floor(positions)
+    # the k-th smallest pixel (0-based) is the first value whose cumulative count exceeds k
+    low = np.searchsorted(cumulative, below, side="right").astype(np.float64)
+    high = np.searchsorted(cumulative, np.minimum(below + 1, cumulative[-1] - 1), side="right")
+    step, t = high - low, positions - below
+    # numpy's interpolation, rounding included: from the nearer of the two neighbours
+    return np.where(t >= 0.5, high - step * (1 - t), low + step * t)
+
+
 def stretch_contrast(image: np.ndarray) -> np.ndarray:
     """Map the 1st..99th intensity percentiles of ``image (H, W, 3)`` uint8 to 0..255 (uint8).
 
     SIFT drops keypoints below a fixed contrast; dark, low-contrast images (the MuJoCo renders
     average ~50/255) keep few. A photographer would fix the exposure; this does the same.
+    (Percentiles from the histogram and a 256-entry lookup table: the values of the float
+    formula, ~10x faster than sorting and scaling every pixel.)
     """
-    low, high = np.percentile(image, STRETCH_PERCENTILES)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"stretch_contrast needs a uint8 image, got {image.dtype}")
+    low, high = _uint8_percentiles(image, STRETCH_PERCENTILES)
     if high - low < 1:
         return image.copy()
-    scaled = (image.astype(np.float32) - low) * (255.0 / (high - low))
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    # the float formula (float32 pixels, float64 arithmetic) at each of the 256 levels
+    scaled = (np.arange(256, dtype=np.float32) - low) * (255.0 / (high - low))
+    table = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    return np.take(table, image)
 
 
 def quiet_pycolmap_logs(level: int = 1) -> None:
