@@ -148,12 +148,13 @@ def _unnormalized_rays(intrinsics: torch.Tensor, height: int, width: int) -> tor
     dtype, device = intrinsics.dtype, intrinsics.device
     rows = torch.arange(height, dtype=dtype, device=device) + 0.5
     cols = torch.arange(width, dtype=dtype, device=device) + 0.5
-    v, u = torch.meshgrid(rows, cols, indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1)  # (H, W, 3)
-    inverse_k = torch.linalg.inv(intrinsics)
-    batch = intrinsics.shape[:-2]
-    inverse_k = inverse_k.reshape(batch + (1, 1, 3, 3))
-    return (inverse_k @ pixels.unsqueeze(-1)).squeeze(-1)
+    inverse_k = torch.linalg.inv(intrinsics)[..., None, None, :, :]  # (..., 1, 1, 3, 3)
+    # K^-1 [u, v, 1]^T as broadcast sums (one batched 3x3 product per pixel is ~10x slower)
+    return (
+        inverse_k[..., 0] * cols[:, None]
+        + inverse_k[..., 1] * rows[:, None, None]
+        + inverse_k[..., 2]
+    )
 
 
 def ray_directions(intrinsics: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -203,10 +204,12 @@ def transform_points(transforms: torch.Tensor, points: torch.Tensor) -> torch.Te
             f"points {tuple(points.shape)} need at least as many leading dims as the transforms "
             f"{tuple(transforms.shape)} have batch dims"
         )
-    view = transforms.shape[:-2] + (1,) * num_point_dims
-    rotation = transforms[..., :3, :3].reshape(view + (3, 3))
-    translation = transforms[..., :3, 3].reshape(view + (3,))
-    return (rotation @ points.unsqueeze(-1)).squeeze(-1) + translation
+    batch = transforms.shape[:-2]
+    point_dims = points.shape[points.ndim - 1 - num_point_dims : -1]
+    # the point dims flattened into one: one (N, 3) @ (3, 3) product per transform
+    flat = points.reshape(points.shape[: len(batch)] + (-1, 3))
+    moved = flat @ transforms[..., :3, :3].transpose(-1, -2) + transforms[..., None, :3, 3]
+    return moved.reshape(moved.shape[:-2] + point_dims + (3,))
 
 
 def relative_poses(cam2world: torch.Tensor) -> torch.Tensor:
