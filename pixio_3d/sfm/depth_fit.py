@@ -56,10 +56,15 @@ def _robust_affine(network: np.ndarray, target: np.ndarray, shift: bool) -> tupl
     a, b = float(np.median(target / network)), 0.0
     for _ in range(IRLS_ROUNDS):
         w = weights / target  # relative residuals: divide by the depth
-        if shift:
-            design = np.stack([network, np.ones_like(network)], axis=1) * w[:, None]
-            solution, *_ = np.linalg.lstsq(design, target * w, rcond=None)
-            a, b = float(solution[0]), float(solution[1])
+        if shift:  # weighted least squares of [network, 1]: the 2x2 normal equations
+            w2 = w * w
+            s1, sx, sy = w2.sum(), w2 @ network, w2 @ target
+            sxx, sxy = w2 @ (network * network), w2 @ (network * target)
+            det = s1 * sxx - sx * sx
+            if not det > 1e-12 * s1 * sxx:  # one network depth only: no shift can be told
+                a, b = 0.0, 0.0
+            else:
+                a, b = float((s1 * sxy - sx * sy) / det), float((sxx * sy - sx * sxy) / det)
         else:
             a, b = float(np.sum(w * w * network * target) / np.sum(w * w * network**2)), 0.0
         if not a > 0:  # a degenerate shift: fall back to a scale
@@ -84,13 +89,13 @@ def _bilinear_weights(pixels: np.ndarray, size: tuple[int, int], grid: tuple[int
     fx, fy = gx - x0, gy - y0
     weights = np.zeros((len(pixels), gh * gw))
     rows = np.arange(len(pixels))
-    for dy, dx, w in (
+    for dy, dx, w in (  # four distinct control points per pixel (grids of 2 x 2 or more)
         (0, 0, (1 - fx) * (1 - fy)),
         (0, 1, fx * (1 - fy)),
         (1, 0, (1 - fx) * fy),
         (1, 1, fx * fy),
     ):
-        np.add.at(weights, (rows, (y0 + dy) * gw + x0 + dx), w)
+        weights[rows, (y0 + dy) * gw + x0 + dx] = w
     return weights
 
 
