@@ -201,6 +201,7 @@ def run_model(
     pose_solver: str = "head",
     feature_settings: Any = None,
     fusion: tuple[str, ...] = (),
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """:func:`pixio_3d.pipeline.predict` on the views (resized to ``size = (W, H)`` with ``K``
     scaled, if given), poses from ``pose_solver``. The ``features`` solver takes its keypoints
@@ -234,6 +235,7 @@ def run_model(
             pose_solver=pose_solver,
             photos=photos,
             feature_settings=feature_settings,
+            precision=precision,
         )
         cold = time.perf_counter() - start
     times = []
@@ -247,6 +249,7 @@ def run_model(
                 pose_solver=pose_solver,
                 photos=photos,
                 feature_settings=feature_settings,
+                precision=precision,
             )
             times.append(time.perf_counter() - start)
     views = scene["rgb"].shape[0]
@@ -446,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(pixio-recon's default; rows ...-fused), verified (rows ...-verified); '' for none",
     )
     parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="the model's arithmetic, as pixio-recon --precision (default auto: bf16 where "
+        "native); the resolved dtype is in the JSON's environment",
+    )
+    parser.add_argument(
         "--threshold",
         type=float,
         default=0.1,
@@ -512,6 +522,9 @@ def main() -> None:
         environment.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
         environment.update(opencv=cv2.__version__, opencv_threads=cv2.getNumThreads())
         environment["checkpoint_config"] = model_config
+        from pixio_core.precision import resolve_precision
+
+        environment["model_precision"] = str(resolve_precision(args.precision, "cpu"))
     else:
         print("no --checkpoint: running COLMAP only")
         model_configs = []
@@ -552,6 +565,7 @@ def main() -> None:
                         solver,
                         feature_settings,
                         fusion,
+                        args.precision,
                     )
                 # the method's own cloud, then with the features solver its fused clouds
                 clouds = {name: (outcome["points"], outcome["seconds"])}

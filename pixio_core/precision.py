@@ -1,4 +1,8 @@
-"""Mixed precision: bf16 autocast where the hardware runs it fast, fp32 elsewhere."""
+"""Mixed precision: bf16 autocast where the hardware runs it fast, fp32 elsewhere.
+
+torch is imported where it is used, so command lines can offer :data:`PRECISIONS` in their
+``--help`` without importing it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -28,6 +34,8 @@ def cpu_has_fast_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """``auto`` -> bf16 on CUDA with bf16 support or on CPUs with AMX/AVX512-BF16, else fp32."""
+    import torch
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = torch.device(device)
@@ -45,6 +53,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
 @contextlib.contextmanager
 def autocast(device: torch.device | str, dtype: torch.dtype) -> Iterator[None]:
     """``torch.autocast`` for bf16; a no-op for fp32."""
+    import torch
+
     device = torch.device(device)
     if dtype == torch.float32:
         yield

@@ -14,6 +14,7 @@ from typing import Any
 
 from pixio_3d.sfm.settings import FUSION_MODES, POSE_SOLVERS, parse_feature_settings
 from pixio_core.cli.console import run_guarded
+from pixio_core.precision import PRECISIONS
 
 DEFAULT_CHECKPOINT = Path("outputs/recon/reconstruction/checkpoints")  # pixio-recon-train
 
@@ -135,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         "verified (only those another view confirms: more accurate, fewer points) | all",
     )
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the network's arithmetic: auto (default: bf16 where it is native, a GPU or a CPU "
+        "with AMX / AVX512-BF16; else fp32) | bf16 | fp32",
+    )
+    parser.add_argument(
         "--original-depth",
         action="store_true",
         help="also write depth_original/: depth maps at each original photo's resolution",
@@ -254,6 +262,7 @@ def _main(args: argparse.Namespace) -> None:
         pose_solver=args.pose_solver,
         feature_settings=feature_settings,
         fusion=args.fusion,
+        precision=args.precision,
         original_depth=args.original_depth,
         checkpoint=str(checkpoint),
         progress=not args.no_progress,

@@ -353,6 +353,7 @@ class ReconstructionModel(FrozenEncoderEval, nn.Module):
         images: torch.Tensor,
         intrinsics: torch.Tensor | None = None,
         keep_match_logits: bool = False,
+        autocast_dtype: torch.dtype | None = None,
     ) -> dict[str, torch.Tensor]:
         """Metric reconstruction of ``B`` scenes of ``V`` views each from the network alone (no
         gradients); poses are the pose head's. :func:`pixio_3d.pipeline.predict` adds the
@@ -364,6 +365,9 @@ class ReconstructionModel(FrozenEncoderEval, nn.Module):
                 predicted rays (the returned rays and intrinsics are exactly the given ones).
             keep_match_logits: also return ``match_logits (B, V, h*w, h*w)`` (models with
                 ``pose_matching``; the ``matches`` pose solver reads them).
+            autocast_dtype: run the network under autocast to this dtype (e.g.
+                ``torch.bfloat16``; None: fp32). The outputs are fp32 either way: the geometry
+                is composed from the network's outputs cast back to fp32.
 
         Returns (MapAnything's key names; metric units; world = camera of view 0):
         ``pts3d (B, V, H, W, 3)`` world points, ``pts3d_cam (B, V, H, W, 3)`` camera-frame points,
@@ -372,7 +376,11 @@ class ReconstructionModel(FrozenEncoderEval, nn.Module):
         ``cam_quats (B, V, 4)``, ``cam_trans (B, V, 3)``, ``intrinsics (B, V, 3, 3)``,
         ``conf (B, V, H, W)`` and ``metric_scaling_factor (B,)``.
         """
-        raw = self.forward(images, intrinsics, frames_chunk_size=self.config.frames_chunk_size)
+        with torch.autocast(
+            images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+        ):
+            raw = self.forward(images, intrinsics, frames_chunk_size=self.config.frames_chunk_size)
+        raw = {key: value.float() for key, value in raw.items()}
         height, width = images.shape[-2:]
         if intrinsics is not None:
             raw["ray_directions"] = ray_directions(intrinsics.to(raw["conf"]), height, width)

@@ -78,6 +78,7 @@ from pixio_3d.pipeline.predict import predict_views
 from pixio_3d.pipeline.report import build_summary, degenerate_inputs, model_note
 from pixio_3d.sfm import FeatureSettings
 from pixio_3d.sfm.fusion import FUSION_MODES, REL_TOL, consistency
+from pixio_core.precision import PRECISIONS, resolve_precision
 
 __all__ = ["OUTPUT_ENTRIES", "reconstruct_photos"]
 
@@ -222,6 +223,7 @@ def reconstruct_photos(
     pose_solver: str = "features",
     feature_settings: FeatureSettings | None = None,
     fusion: str = "consistent",
+    precision: str = "auto",
     original_depth: bool = False,
     preview_size: tuple[int, int] = (640, 480),
     seed: int = 0,
@@ -263,6 +265,9 @@ def reconstruct_photos(
         fusion: which pixels enter ``points.ply`` (:data:`pixio_3d.sfm.fusion.FUSION_MODES`):
             ``consistent`` (default: those no other view contradicts, unverified ones included),
             ``verified`` (only those another view sees and agrees with) or ``all``.
+        precision: the network's arithmetic, ``auto`` (default: bf16 autocast where it is
+            native, CUDA or a CPU with AMX / AVX512-BF16, else fp32), ``bf16`` or ``fp32``
+            (:func:`pixio_3d.pipeline.predict`); recorded in the summary.
         original_depth: also write ``depth_original/``: each depth map resampled onto its
             original photo's pixels (z-depth does not change with image scale).
         preview_size: ``(width, height)`` of ``preview.png``.
@@ -292,6 +297,8 @@ def reconstruct_photos(
         raise ValueError(f"voxel_size must be >= 0 (0: no voxel grid), got {voxel_size}")
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
     seconds: dict[str, float] = {}
     with tqdm(total=len(STAGES), desc="pixio-recon", unit="stage", disable=not progress) as bar:
@@ -337,6 +344,7 @@ def reconstruct_photos(
                 pose_solver="head" if given_poses is not None else pose_solver,
                 feature_settings=feature_settings,
                 poses=None if given_poses is None else torch.from_numpy(given_poses),
+                precision=precision,
             )
             if given is not None:
                 prediction["intrinsics"] = given  # exactly the given ones, not float32 copies
@@ -454,6 +462,8 @@ def reconstruct_photos(
             if is_video(photo_dir):
                 summary["video"] = {"path": str(Path(photo_dir).resolve()), "fps": fps}
             summary["model"] = model_note(model)
+            dtype = resolve_precision(precision, next(model.parameters()).device)
+            summary["precision"] = {"requested": precision, "network": str(dtype).split(".")[1]}
             summary["confidence"] = (
                 "confidence/: multi-view support in [0, 1], (agreeing + 0.5) / (seeing + 1) of "
                 "the other views (0.5: no other view sees the pixel); network_confidence/: the "

@@ -4,6 +4,7 @@ and :func:`predict_views` (one scene of views in [0, 1], as numpy)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from pixio_3d.sfm.depth_fit import MODELS
 from pixio_3d.sfm.known import sparse_depth_from_known_cameras
 from pixio_3d.sfm.refine import FeaturePoses, with_fitted_depth
 from pixio_core.imaging import denormalize_images, normalize_images
+from pixio_core.precision import resolve_precision
 
 __all__ = ["predict", "predict_views"]
 
@@ -32,6 +34,7 @@ def predict(
     feature_settings: FeatureSettings | None = None,
     fit_depth: bool | Sequence[str] = True,
     poses: torch.Tensor | None = None,
+    precision: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """The network's reconstruction (:meth:`ReconstructionModel.infer`) with the cameras from
     ``pose_solver``: the stages :mod:`pixio_3d.models` -> :mod:`pixio_3d.sfm` joined.
@@ -57,6 +60,11 @@ def predict(
             to the points triangulated from them (:mod:`pixio_3d.sfm.known`), so the dense points
             are in their frame and units. ``pose_support`` then counts each view's
             observations of those points.
+        precision: the network's arithmetic (:data:`pixio_core.precision.PRECISIONS`):
+            ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where it is native: CUDA, CPUs with
+            AMX or AVX512-BF16); None: the model's own default (fp32 for this project's
+            models, see :meth:`MapAnythingModel.infer` for the released ones). The pose
+            solvers and every output are fp32 either way.
 
     Returns the outputs of :meth:`ReconstructionModel.infer`; with ``matches`` or ``features``
     also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the view-graph
@@ -68,13 +76,14 @@ def predict(
     """
     if pose_solver not in POSE_SOLVERS:
         raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
+    network = {} if precision is None else {"autocast_dtype": _autocast_dtype(precision, images)}
     if poses is not None:
         return _predict_with_known_cameras(
-            model, images, intrinsics, poses, photos, feature_settings, fit_depth
+            model, images, intrinsics, poses, photos, feature_settings, fit_depth, network
         )
     if pose_solver == "matches" and not model.config.pose_matching:
         raise ValueError("pose_solver='matches' needs a model built with pose_matching=True")
-    out = model.infer(images, intrinsics, keep_match_logits=pose_solver == "matches")
+    out = model.infer(images, intrinsics, keep_match_logits=pose_solver == "matches", **network)
     if pose_solver == "head":
         return out
     if pose_solver == "matches":
@@ -104,6 +113,12 @@ def predict(
     return out
 
 
+def _autocast_dtype(precision: str, images: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on the images' device (None: fp32)."""
+    dtype = resolve_precision(precision, images.device)
+    return None if dtype == torch.float32 else dtype
+
+
 def _default_photos(images: torch.Tensor) -> list[list[np.ndarray]]:
     """The views' own colours as uint8 photos, per scene."""
     pixels = (denormalize_images(images.float()) * 255.0).round().to(torch.uint8)
@@ -118,13 +133,14 @@ def _predict_with_known_cameras(
     photos: Sequence[Sequence[np.ndarray]] | None,
     feature_settings: FeatureSettings | None,
     fit_depth: bool | Sequence[str],
+    network: dict[str, Any],
 ) -> dict[str, torch.Tensor]:
     if intrinsics is None:
         raise ValueError("known poses need known intrinsics (the cameras' focal lengths too)")
     batch, views = images.shape[:2]
     if tuple(poses.shape) != (batch, views, 4, 4):
         raise ValueError(f"poses must be ({batch}, {views}, 4, 4), got {tuple(poses.shape)}")
-    out = model.infer(images, intrinsics)
+    out = model.infer(images, intrinsics, **network)
     photos = _default_photos(images) if photos is None else photos
     settings = feature_settings or FeatureSettings()
     size = tuple(images.shape[-2:])
@@ -165,10 +181,11 @@ def predict_views(
     feature_settings: FeatureSettings | None = None,
     fit_depth: bool | Sequence[str] = True,
     poses: torch.Tensor | None = None,
+    precision: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``model.infer`` on one scene: ``images (V, 3, H, W)`` in [0, 1], optional known
     ``intrinsics (V, 3, 3)`` (working pixels), poses from ``pose_solver`` (with
-    ``feature_settings`` for ``features``; see :func:`predict`). Returns the outputs of
+    ``feature_settings`` for ``features``) and the network's ``precision`` (see :func:`predict`). Returns the outputs of
     :func:`predict` for that scene as float64 numpy arrays without the batch axis (``pts3d (V, H, W, 3)``, ``camera_poses (V, 4, 4)``, ``metric_scaling_factor ()``...).
     """
     if not isinstance(model, (ReconstructionModel, MapAnythingModel)):
@@ -193,5 +210,6 @@ def predict_views(
         feature_settings=feature_settings,
         fit_depth=fit_depth,
         poses=None if poses is None else poses.to(device, torch.float64)[None],
+        precision=precision,
     )
     return {key: value[0].double().cpu().numpy() for key, value in outputs.items()}

@@ -129,6 +129,25 @@ def test_chunked_inference_matches_one_pass(model):
         torch.testing.assert_close(chunked[key], value, atol=1e-5, rtol=1e-4)
 
 
+def test_bf16_inference_returns_fp32_close_to_fp32(model):
+    """``precision`` runs the network under bf16 autocast (emulated where a CPU lacks bf16
+    units, still correct); every output stays fp32 and near the fp32 prediction, and
+    ``fp32`` is the model's default exactly."""
+    x, intrinsics = images(1, 3, seed=8), pinhole(1, 3)
+    with torch.inference_mode():
+        reference = predict(model, x, intrinsics)
+        same = predict(model, x, intrinsics, precision="fp32")
+        half = predict(model, x, intrinsics, precision="bf16")
+    for key in KEYS:
+        torch.testing.assert_close(same[key], reference[key], rtol=0, atol=0)
+        assert half[key].dtype == reference[key].dtype, key
+    relative = (half["depth_z"] - reference["depth_z"]).abs() / reference["depth_z"]
+    assert 0 < relative.max() and relative.median() < 0.02  # bf16 ran, close to fp32
+    torch.testing.assert_close(half["intrinsics"], intrinsics)  # known ones stay exact
+    with pytest.raises(ValueError, match="precision must be one of"):
+        predict(model, x, intrinsics, precision="fp16")
+
+
 def test_known_intrinsics_are_used(model):
     x = images(1, 3, seed=6)
     intrinsics = pinhole(1, 3)

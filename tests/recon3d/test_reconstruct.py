@@ -35,6 +35,7 @@ from pixio_3d.models import (
 from pixio_3d.pipeline import predict_views, reconstruct_photos
 from pixio_core.loading import load_frozen_encoder, save_encoder
 from pixio_core.models.registry import create_encoder
+from pixio_core.precision import resolve_precision
 
 HEIGHT, WIDTH, LONG_SIDE = 64, 96, 96
 TINY_DPT = {"dpt_features": 16, "dpt_out_channels": (8, 16, 32, 32)}
@@ -124,7 +125,10 @@ def test_outputs_are_readable_by_the_real_libraries(result, model):
     # an independent run of the model on the same photos gives the exported cameras and depth
     loaded = load_photos(photos, long_side=LONG_SIDE)
     given = np.array([p["intrinsics"] for p in summary["photos"]])
-    expected = predict_views(model, loaded.images, torch.from_numpy(given))
+    # (the default precision "auto": bf16 where this CPU runs it natively, recorded)
+    dtype = resolve_precision("auto", "cpu")
+    assert summary["precision"] == {"requested": "auto", "network": str(dtype).split(".")[1]}
+    expected = predict_views(model, loaded.images, torch.from_numpy(given), precision="auto")
     reconstruction = pycolmap.Reconstruction(out / "sparse" / "0")
     assert reconstruction.num_reg_images() == 4 and reconstruction.num_points3D() == written
     names = ["view0_jpg.png", "view0_png.png", "view1_phone.png", "view2_big.png"]
