@@ -67,31 +67,36 @@ def consistency(
     views, height, width = depth_z.shape
     valid = np.isfinite(depth_z) & (depth_z > 0)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    pixels = np.stack([cols, rows, np.ones_like(cols)], axis=-1).reshape(-1, 3)
+    pixels = np.stack([cols.reshape(-1), rows.reshape(-1), np.ones(cols.size)])  # (3, HW)
     seen = np.zeros((views, height * width), np.int32)
     agree = np.zeros((views, height * width), np.int32)
     world2cam = np.linalg.inv(cam2world)
+    surfaces = np.where(valid, depth_z, np.nan).reshape(views, -1)  # NaN: no surface there
+    # points as (3, n) and contiguous 3x3 factors: numpy's (n, 3) @ (3, 3).T is ~4x slower
     for i in range(views):
-        z = np.where(valid[i], depth_z[i], 0.0).reshape(-1)
-        local = (pixels @ np.linalg.inv(intrinsics[i]).T) * z[:, None]
-        world = local @ cam2world[i, :3, :3].T + cam2world[i, :3, 3]
+        index_i = np.flatnonzero(valid[i].reshape(-1))
+        local = (np.linalg.inv(intrinsics[i]) @ pixels[:, index_i]) * depth_z[i].reshape(-1)[
+            index_i
+        ]
         for j in range(views):
             if j == i:
                 continue
-            other = world @ world2cam[j, :3, :3].T + world2cam[j, :3, 3]
-            zj = other[:, 2]
+            relative = world2cam[j] @ cam2world[i]  # camera i -> camera j, then pixels of j
+            projected = (intrinsics[j] @ relative[:3, :3]) @ local
+            projected += (intrinsics[j] @ relative[:3, 3])[:, None]
+            zj = projected[2]
             with np.errstate(divide="ignore", invalid="ignore"):
-                projected = other @ intrinsics[j].T
-                u, v = projected[:, 0] / zj, projected[:, 1] / zj
-            inside = (z > 0) & (zj > 1e-9) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+                u, v = projected[0] / zj, projected[1] / zj
+            inside = (zj > 1e-9) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
             index = np.flatnonzero(inside)
-            surface = depth_z[j, v[index].astype(np.int64), u[index].astype(np.int64)]
-            surface_ok = np.isfinite(surface) & (surface > 0)
-            difference = (zj[index] - surface) / np.where(surface_ok, surface, 1.0)
-            occluded = surface_ok & (difference > rel_tol)  # behind j's surface: not visible
-            counts = surface_ok & ~occluded
-            seen[i, index[counts]] += 1
-            agree[i, index[counts & (np.abs(difference) <= rel_tol)]] += 1
+            surface = surfaces[j, v[index].astype(np.int64) * width + u[index].astype(np.int64)]
+            with np.errstate(invalid="ignore"):  # NaN surface: neither counts nor agrees
+                difference = (zj[index] - surface) / surface
+                counts = difference <= rel_tol  # further behind j's surface: occluded there
+                agrees = counts & (difference >= -rel_tol)
+            target = index_i[index]
+            seen[i, target[counts]] += 1
+            agree[i, target[agrees]] += 1
     seen, agree = seen.reshape(views, height, width), agree.reshape(views, height, width)
     support = (agree + 0.5) / (seen + 1.0)
     return Consistency(seen, agree, support, valid & (support >= KEEP))
