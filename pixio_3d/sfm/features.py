@@ -145,10 +145,14 @@ def match_descriptors(first: np.ndarray, second: np.ndarray, ratio: float = 0.8)
     similarity = np.asarray(first, np.float32) @ np.asarray(second, np.float32).T
     rows = np.arange(len(first))
     best = similarity.argmax(axis=1)
-    mutual = similarity.argmax(axis=0)[best] == rows
     nearest = similarity[rows, best]
+    # mutual: the column's maximum too (numpy's column max is ~5x faster than its argmax);
+    # of rows tied for a column's maximum only the first is kept below, as argmax would
+    mutual = nearest >= similarity.max(axis=0)[best]
     similarity[rows, best] = -np.inf
     second_nearest = similarity.max(axis=1)
     angles = np.arccos(np.clip(np.stack([nearest, second_nearest]), -1.0, 1.0))
     keep = np.flatnonzero(mutual & (angles[0] < ratio * angles[1]))
+    _, first_of_column = np.unique(best[keep], return_index=True)
+    keep = keep[np.sort(first_of_column)]
     return np.stack([keep, best[keep]], axis=1).astype(np.int64)

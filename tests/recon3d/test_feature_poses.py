@@ -432,3 +432,16 @@ def test_candidate_pairs_keep_each_views_best_pairs():
     best = candidate_pairs(features, usable, FeatureSettings(max_pairs_per_view=1))
     # view 0's best is (0, 1), view 1's (0, 1), view 2's (1, 2), view 3's (2, 3)
     assert set(best) == {(0, 1), (1, 2), (2, 3)}
+
+
+def test_descriptor_matching_keeps_the_first_of_tied_rows():
+    """Two identical descriptors in the first image tie for one column's maximum: only the
+    first row is its mutual nearest neighbour (as a column argmax picks)."""
+    rng = np.random.default_rng(1)
+    second = rng.normal(size=(30, 128)).astype(np.float32)
+    second /= np.linalg.norm(second, axis=1, keepdims=True)
+    first = second[[4, 9, 4, 17]] + 0.01 * rng.normal(size=(4, 128)).astype(np.float32)
+    first[2] = first[0]
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    matches = match_descriptors(first, second)
+    assert matches.tolist() == [[0, 4], [1, 9], [3, 17]]
