@@ -26,7 +26,9 @@ Scored alike for both methods:
   ``--model-size`` if given (e.g. its training size), as a user's photos would be;
 - seconds: COLMAP from writing the images to reading the model (one run); the model's
   ``infer`` on preloaded tensors (median of ``--repeats`` runs after one warm-up run; loading the
-  checkpoint is not counted);
+  checkpoint is not counted), in ``--precision`` (default ``auto``, as ``pixio-recon``: bf16
+  autocast where the CPU has it natively, else fp32; the dtype used is
+  ``environment.model_precision`` in the JSON);
 - peak memory: peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) during the
   run minus the resident set just before (after ``malloc_trim``), in MiB, for both methods.
 

@@ -107,16 +107,17 @@ def feature_tracks(
     graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(total, total))
     _, labels = connected_components(graph, directed=False)
     nodes = np.unique(links)
-    order = np.argsort(labels[nodes], kind="stable")
-    nodes = nodes[order]
-    groups = np.split(nodes, np.flatnonzero(np.diff(labels[nodes])) + 1)
     view_of = np.repeat(np.arange(len(features)), np.diff(offsets))
-    tracks = []
-    for group in groups:
-        track_views = view_of[group]
-        if len(group) >= 2 and len(np.unique(track_views)) == len(group):
-            tracks.append(np.stack([track_views, group - offsets[track_views]], 1))
-    return tracks
+    nodes = nodes[np.lexsort((nodes, labels[nodes]))]  # by component, then keypoint
+    label, view = labels[nodes], view_of[nodes]
+    starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
+    sizes = np.diff(np.r_[starts, len(nodes)])
+    by_view = np.lexsort((view, label))  # a view twice in one component: adjacent here
+    twice = (label[by_view][1:] == label[by_view][:-1]) & (view[by_view][1:] == view[by_view][:-1])
+    consistent = (sizes >= 2) & ~np.isin(label[starts], label[by_view][1:][twice])
+    observations = np.stack([view, nodes - offsets[view]], 1)
+    groups = np.split(observations, starts[1:])
+    return [group for group, ok in zip(groups, consistent, strict=True) if ok]
 
 
 MIN_TRIANGULATION_EIGENVALUE = 1.0 - math.cos(math.radians(0.5))  # rays 0.5 degrees apart
