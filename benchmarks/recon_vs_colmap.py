@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from pixio_core.precision import PRECISIONS, resolve_precision
+
 COLMAP_CONFIGS = ("known", "known-sparse", "known-tuned", "estimated", "estimated-sparse")
 MODEL_CONFIGS = ("known", "estimated")
 FUSED_NAMES = {"consistent": "fused", "verified": "verified"}  # row suffix per fusion mode
@@ -452,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "bf16", "fp32"),
+        choices=PRECISIONS,
         default="auto",
         help="the model's arithmetic, as pixio-recon --precision (default auto: bf16 where "
         "native); the resolved dtype is in the JSON's environment",
@@ -524,8 +526,6 @@ def main() -> None:
         environment.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
         environment.update(opencv=cv2.__version__, opencv_threads=cv2.getNumThreads())
         environment["checkpoint_config"] = model_config
-        from pixio_core.precision import resolve_precision
-
         environment["model_precision"] = str(resolve_precision(args.precision, "cpu"))
     else:
         print("no --checkpoint: running COLMAP only")

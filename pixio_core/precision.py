@@ -50,6 +50,15 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     return torch.float32
 
 
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """:func:`resolve_precision` as the ``autocast_dtype`` the 3D networks take: None for fp32
+    (no autocast), else the dtype."""
+    import torch
+
+    dtype = resolve_precision(precision, device)
+    return None if dtype == torch.float32 else dtype
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device | str, dtype: torch.dtype) -> Iterator[None]:
     """``torch.autocast`` for bf16; a no-op for fp32."""

@@ -58,7 +58,7 @@ from pixio_3d.geometry import (
 from pixio_3d.models.heads import soft_matches
 from pixio_3d.models.reconstruction import MATCH_TEMPERATURE_LR_SCALE, _chunks, compose_geometry
 from pixio_core.models.encoder import EncoderConfig, PixioEncoder
-from pixio_core.precision import resolve_precision
+from pixio_core.precision import autocast_dtype
 
 __all__ = [
     "MAPANYTHING_REPRESENTATION",
@@ -804,8 +804,7 @@ class MapAnythingModel(nn.Module):
         if "autocast_dtype" not in inputs and (images.device.type == "cuda" or real_size):
             # bf16 where it is native: CUDA, and CPUs with AMX / AVX512-BF16 (measured 2x faster
             # than fp32 for the released size here); tiny models stay fp32 (tests compare them)
-            dtype = resolve_precision("auto", images.device)
-            inputs["autocast_dtype"] = None if dtype == torch.float32 else dtype
+            inputs["autocast_dtype"] = autocast_dtype("auto", images.device)
         show = inputs.pop("progress", None)
         if show is None:  # a bar where a view takes seconds: a real-size model on a CPU
             show = images.device.type == "cpu" and real_size

@@ -18,7 +18,7 @@ from pixio_3d.sfm.depth_fit import MODELS
 from pixio_3d.sfm.known import sparse_depth_from_known_cameras
 from pixio_3d.sfm.refine import FeaturePoses, with_fitted_depth
 from pixio_core.imaging import denormalize_images, normalize_images
-from pixio_core.precision import resolve_precision
+from pixio_core.precision import autocast_dtype
 
 __all__ = ["predict", "predict_views"]
 
@@ -76,7 +76,9 @@ def predict(
     """
     if pose_solver not in POSE_SOLVERS:
         raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
-    network = {} if precision is None else {"autocast_dtype": _autocast_dtype(precision, images)}
+    network = (
+        {} if precision is None else {"autocast_dtype": autocast_dtype(precision, images.device)}
+    )
     if poses is not None:
         return _predict_with_known_cameras(
             model, images, intrinsics, poses, photos, feature_settings, fit_depth, network
@@ -111,12 +113,6 @@ def predict(
         pts3d=transform_points(poses, out["pts3d_cam"]),
     )
     return out
-
-
-def _autocast_dtype(precision: str, images: torch.Tensor) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on the images' device (None: fp32)."""
-    dtype = resolve_precision(precision, images.device)
-    return None if dtype == torch.float32 else dtype
 
 
 def _default_photos(images: torch.Tensor) -> list[list[np.ndarray]]:

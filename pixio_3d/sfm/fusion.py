@@ -75,9 +75,8 @@ def consistency(
     # points as (3, n) and contiguous 3x3 factors: numpy's (n, 3) @ (3, 3).T is ~4x slower
     for i in range(views):
         index_i = np.flatnonzero(valid[i].reshape(-1))
-        local = (np.linalg.inv(intrinsics[i]) @ pixels[:, index_i]) * depth_z[i].reshape(-1)[
-            index_i
-        ]
+        z = depth_z[i].reshape(-1)[index_i]
+        local = (np.linalg.inv(intrinsics[i]) @ pixels[:, index_i]) * z  # (3, n) camera i
         for j in range(views):
             if j == i:
                 continue
