@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,14 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
         args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
     return result, time.perf_counter() - started
+
+
+def _run_many(commands: dict[str, tuple[list[str], Path]]) -> dict:
+    """``_run`` of every ``name: (args, cwd)`` at once, a few at a time (each script spends
+    seconds importing its stack, one core each): ``name: CompletedProcess``."""
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        futures = {name: pool.submit(_run, args, cwd) for name, (args, cwd) in commands.items()}
+        return {name: future.result()[0] for name, future in futures.items()}
 
 
 def _imported(stderr: str) -> set[str]:
@@ -86,22 +95,32 @@ HYDRA_SCRIPTS = {
 }
 
 
-@pytest.mark.parametrize(
-    "script", sorted(HYDRA_SCRIPTS) + ["pixio-robot train", "pixio-robot eval"]
-)
-def test_unknown_setting_is_one_clear_line(script, tmp_path):
-    args = [str(BIN / script.split()[0]), *script.split()[1:], "total_stepz=3"]
-    result, _ = _run(args, tmp_path)
-    message = _one_clear_line(result, script, "total_stepz")
+UNKNOWN_SETTING_SCRIPTS = sorted(HYDRA_SCRIPTS) + ["pixio-robot train", "pixio-robot eval"]
+NEAR_MISSES = {  # pixio-pretrain: a near miss names the setting that was meant
+    "near: train.total_step=3": ("train.total_step=3", ["did you mean train.total_steps"]),
+    "near: model=pixio_vitq16": ("model=pixio_vitq16", ["pixio_vitq16", "pixio_vitt16"]),
+    "near: data=folder": ("data=folder", ["data.root is required"]),
+}
+
+
+@pytest.fixture(scope="module")
+def unknown_setting_results(tmp_path_factory):
+    commands = {}
+    for script in UNKNOWN_SETTING_SCRIPTS:
+        args = [str(BIN / script.split()[0]), *script.split()[1:], "total_stepz=3"]
+        commands[script] = (args, tmp_path_factory.mktemp("unknown"))
+    for name, (setting, _) in NEAR_MISSES.items():
+        commands[name] = ([str(BIN / "pixio-pretrain"), setting], tmp_path_factory.mktemp("near"))
+    return _run_many(commands)
+
+
+@pytest.mark.parametrize("script", UNKNOWN_SETTING_SCRIPTS)
+def test_unknown_setting_is_one_clear_line(script, unknown_setting_results):
+    message = _one_clear_line(unknown_setting_results[script], script, "total_stepz")
     assert "unknown setting" in message
-    # a near miss names the setting that was meant
     if script == "pixio-pretrain":
-        result, _ = _run([str(BIN / script), "train.total_step=3"], tmp_path)
-        assert "did you mean train.total_steps" in _one_clear_line(result, script)
-        result, _ = _run([str(BIN / script), "model=pixio_vitq16"], tmp_path)
-        message = _one_clear_line(result, script, "pixio_vitq16", "pixio_vitt16")
-        result, _ = _run([str(BIN / script), "data=folder"], tmp_path)
-        _one_clear_line(result, script, "data.root is required")
+        for name, (_, needles) in NEAR_MISSES.items():
+            _one_clear_line(unknown_setting_results[name], script, *needles)
 
 
 @pytest.mark.parametrize(
@@ -144,13 +163,23 @@ def _missing_input(script: str, missing: Path, tmp_path: Path) -> list[str]:
     }[script]
 
 
+@pytest.fixture(scope="module")
+def missing_input_results(tmp_path_factory):
+    """``script: (result, the missing path)`` for every script, run at once."""
+    commands, missing_paths = {}, {}
+    for script in SCRIPTS:
+        folder = tmp_path_factory.mktemp("missing")
+        missing = missing_paths[script] = folder / "no_such_input"
+        if script == "pixio-scenes":  # its input is the output folder: a path inside a file
+            missing.write_text("a file, not a folder")
+        commands[script] = ([str(BIN / script), *_missing_input(script, missing, folder)], folder)
+    results = _run_many(commands)
+    return {script: (results[script], missing_paths[script]) for script in SCRIPTS}
+
+
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_missing_input_is_one_clear_line(script, tmp_path):
-    missing = tmp_path / "no_such_input"
-    if script == "pixio-scenes":  # its input is the output folder: a path inside a file
-        missing.write_text("a file, not a folder")
-    args = [str(BIN / script), *_missing_input(script, missing, tmp_path)]
-    result, _ = _run(args, tmp_path)
+def test_missing_input_is_one_clear_line(script, missing_input_results):
+    result, missing = missing_input_results[script]
     _one_clear_line(result, script, str(missing))
 
 
