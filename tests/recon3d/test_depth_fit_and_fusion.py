@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pixio_3d.sfm.bundle_adjust import SparseDepth
-from pixio_3d.sfm.depth_fit import fit_depth_to_points, fit_view_depth
+from pixio_3d.sfm.depth_fit import _median, fit_depth_to_points, fit_view_depth
 from pixio_3d.sfm.fusion import consistency
 
 H, W = 48, 64
@@ -153,3 +153,11 @@ def test_consistency_counts_match_a_pixel_by_pixel_reference():
     assert seen.sum() > 0.5 * seen.size and 0 < agree.sum() < seen.sum()  # a real mixture
     np.testing.assert_array_equal(fused.seen, seen)
     np.testing.assert_array_equal(fused.agree, agree)
+
+
+def test_the_fits_median_is_numpys():
+    rng = np.random.default_rng(0)
+    for count in (1, 2, 3, 10, 11, 200, 201):
+        values = rng.normal(size=count)
+        assert _median(values) == np.median(values)
+    assert _median(np.array([3.0, 1.0, 2.0, 2.0])) == 2.0  # ties, an even count
