@@ -286,6 +286,11 @@ def demo(cfg: DictConfig) -> None:
         )
         print(f"expert: {stats.successes} successes in {stats.attempts} episodes")
     info = inspect_demos(cfg.demos, env_name=cfg.env.id)
+    if info.num_demos != cfg.num_demos:
+        print(
+            f"using the {info.num_demos} demos already in {cfg.demos} "
+            f"(num_demos={cfg.num_demos} applies when that file is collected)"
+        )
     sources = [str(cfg.encoder.source), *(str(s) for s in cfg.get("baselines") or [])]
     named = []
     for index, source in enumerate(sources):

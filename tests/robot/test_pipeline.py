@@ -198,5 +198,10 @@ def test_demo_command_collects_trains_and_evaluates(demos, tmp_path, capsys):
         str(tiny_encoder(demos)),
         "random:pixio_vitt16",
     ]
-    main(args)  # a second run reuses the demos and rebuilds the rest
-    assert "expert:" not in capsys.readouterr().out
+    collected = tmp_path / "demo" / "demos" / "push_block_32px_2.hdf5"  # the count in the name
+    assert collected.is_file()
+    # a second run reuses the demos and rebuilds the rest; a file of another count says so
+    main([*args, f"demos={collected}", "num_demos=3"])
+    out = capsys.readouterr().out
+    assert "expert:" not in out
+    assert f"using the 2 demos already in {collected} (num_demos=3 applies" in out
