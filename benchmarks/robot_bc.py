@@ -51,12 +51,16 @@ def env_spec(name: str, image_size: int):
     raise SystemExit(f"unknown env {name!r}: use push_block, push_block_v0 or metaworld:<task>")
 
 
-def control_rate(env_id: str, env_kwargs: dict, policy_dir: Path, steps: int = 100):
-    """(env steps/s with rendering alone, full control loop steps/s) for one env."""
+def control_rate(
+    env_id: str, env_kwargs: dict, policy_dir: Path, steps: int = 100, precision: str | None = None
+):
+    """(env steps/s with rendering alone, full control loop steps/s) for one env, one process;
+    ``precision`` (fp32 | int8) runs the encoder in it (None: the policy's own)."""
     policy, config = load_policy(policy_dir)
     reference = config["encoder"]
     source = resolve_encoder_source(reference, resolve_checkpoint_dir(policy_dir))
-    encoder, _ = load_frozen_encoder(source, reference["seed"])
+    precision = precision or reference.get("precision", "fp32")
+    encoder, _ = load_frozen_encoder(source, reference["seed"], precision=precision)
     env = gym.make(env_id, **env_kwargs)
     obs, _ = env.reset(seed=0)
     start = time.perf_counter()
@@ -79,6 +83,22 @@ def control_rate(env_id: str, env_kwargs: dict, policy_dir: Path, steps: int = 1
     return env_rate, loop_rate
 
 
+def previous_rows(path: Path, settings: dict) -> list[dict]:
+    """The rows of an earlier run with the same settings written to ``path`` (they are kept and
+    not run again), else none; a file of other settings is left to be replaced."""
+    if not path.exists():
+        return []
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    older = {"encoder_precision": "fp32"}  # files written before the setting existed
+    if any(report.get(key, older.get(key)) != value for key, value in settings.items()):
+        print(f"{path} holds a run of other settings: it will be replaced")
+        return []
+    return list(report.get("rows", []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,6 +114,12 @@ def main() -> None:
         choices=("auto", "pooled", "patch", "grid"),
         help="frame feature; auto: pooled for the MLP (CortexBench), patch tokens for ACT",
     )
+    parser.add_argument(
+        "--encoder-precision",
+        default="fp32",
+        choices=("fp32", "int8"),
+        help="precision of the encoder for the policies' features (training and evaluation)",
+    )
     parser.add_argument("--demos", type=int, default=25)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
@@ -105,7 +131,23 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "robot_bc.json"
     )
     args = parser.parse_args()
-    rows, experts = [], {}
+    settings = {
+        "demos": args.demos,
+        "image_size": args.image_size,
+        "seeds": args.seeds,
+        "episodes_per_seed": args.episodes,
+        "bc_steps": args.steps,
+        "encoder_precision": args.encoder_precision,
+    }
+    rows, experts = previous_rows(args.out, settings), {}
+
+    def save() -> None:  # after every row: an interrupted run keeps what it finished
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = {**settings, "expert": experts, "rows": rows}
+        partial = args.out.with_suffix(".partial")
+        partial.write_text(json.dumps(report, indent=2))
+        partial.replace(args.out)
+
     for env_name in args.envs.split(","):
         env_id, env_kwargs, expert = env_spec(env_name, args.image_size)
         slug = env_name.replace(":", "_")
@@ -124,6 +166,14 @@ def main() -> None:
                 feature = args.feature
                 if feature == "auto":
                     feature = "patch" if policy_name == "act" else "pooled"
+                done = [
+                    r for r in rows
+                    if (r["env"], r["encoder"], r["policy"], r["feature"])
+                    == (env_name, encoder_source, policy_name, feature)
+                ]  # fmt: skip
+                if done:
+                    print(f"{env_name} {encoder_source} {policy_name}: kept from {args.out}")
+                    continue
                 encoder_slug = encoder_source.replace("/", "_").replace(":", "_")
                 run = args.work / "runs" / f"{slug}_{policy_name}_{feature}_{encoder_slug}"
                 _, summary = train_policy(
@@ -131,12 +181,14 @@ def main() -> None:
                     feature=feature, image_size=args.image_size, steps=args.steps,
                     lr=1e-3 if policy_name == "mlp" else 1e-4,
                     cache_dir=args.work / "cache", overwrite=True,
+                    encoder_precision=args.encoder_precision,
                 )  # fmt: skip
                 result, _ = evaluate_policy(
                     run, list(range(args.seeds)), args.episodes, num_envs=args.num_envs,
                     video_dir=run / "videos", videos_per_seed=1,
                 )  # fmt: skip
                 env_rate, loop_rate = control_rate(env_id, env_kwargs, run)
+                _, loop_int8 = control_rate(env_id, env_kwargs, run, precision="int8")
                 rows.append(
                     {
                         "env": env_name,
@@ -153,21 +205,13 @@ def main() -> None:
                         "feature_images_per_s": summary["feature_images_per_s"],
                         "env_steps_per_s": env_rate,
                         "control_loop_hz": loop_rate,
+                        "control_loop_hz_int8_encoder": loop_int8,
                     }
                 )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "demos": args.demos,
-        "image_size": args.image_size,
-        "seeds": args.seeds,
-        "episodes_per_seed": args.episodes,
-        "bc_steps": args.steps,
-        "expert": experts,
-        "rows": rows,
-    }
-    args.out.write_text(json.dumps(report, indent=2))
+                save()
+    save()
     print("\n| env | expert success | encoder | policy | feature | BC success (mean ± std over seeds) "
-          "| feature caching img/s | env steps/s | control loop Hz |")  # fmt: skip
+          "| feature caching img/s | env steps/s | control loop Hz (int8 encoder) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         expert_stats = experts[row["env"]]
@@ -176,7 +220,8 @@ def main() -> None:
             f"| {row['encoder']} | {row['policy']} | {row['feature']} "
             f"| {100 * row['success_rate']:.0f} ± "
             f"{100 * row['success_std_over_seeds']:.0f} % | {row['feature_images_per_s']:.0f} "
-            f"| {row['env_steps_per_s']:.0f} | {row['control_loop_hz']:.0f} |"
+            f"| {row['env_steps_per_s']:.0f} | {row['control_loop_hz']:.0f} "
+            f"({row.get('control_loop_hz_int8_encoder', float('nan')):.0f}) |"
         )
     print(f"-> {args.out}")
 

@@ -50,6 +50,7 @@ from pixio_core.models.registry import (
     SHIPPED_ENCODERS,
     create_encoder,
 )
+from pixio_core.quantization import ENCODER_PRECISIONS, quantize_linear_int8
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -404,15 +405,23 @@ RANDOM_PREFIX = "random:"
 
 
 def load_frozen_encoder(
-    source: str, seed: int = 0, device: str | torch.device = "cpu"
+    source: str, seed: int = 0, device: str | torch.device = "cpu", precision: str = "fp32"
 ) -> tuple[PixioEncoder, str]:
     """``(encoder in eval mode with no gradients, identity string for feature caching)``.
 
     ``source``: anything :func:`load_encoder` reads (a checkpoint or run folder, a
     safetensors/.pth file, a Hugging Face folder, ``hf://...``), or ``random:<registered size>``
     (e.g. ``random:pixio_vitt16``) for the same architecture randomly initialised from ``seed``,
-    the baseline the paper's comparisons need.
+    the baseline the paper's comparisons need. ``precision="int8"`` runs the linear layers in
+    int8 on the CPU (:func:`pixio_core.quantization.quantize_linear_int8`); the identity then
+    says so, so its features are cached apart from the fp32 ones.
     """
+    if precision not in ENCODER_PRECISIONS:
+        raise ValueError(
+            f"encoder precision must be one of {ENCODER_PRECISIONS}, got {precision!r}"
+        )
+    if precision == "int8" and torch.device(device).type != "cpu":
+        raise ValueError(f"int8 encoder inference runs on the CPU, not on {device}")
     if source.startswith(RANDOM_PREFIX):
         name = source[len(RANDOM_PREFIX) :]
         with torch.random.fork_rng(devices=[]):
@@ -433,6 +442,8 @@ def load_frozen_encoder(
         else:
             identity = source
     encoder = encoder.to(device).eval().requires_grad_(False)
+    if precision == "int8":
+        return quantize_linear_int8(encoder), f"{identity}:int8"
     return encoder, identity
 
 

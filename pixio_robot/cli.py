@@ -197,6 +197,7 @@ def _train(cfg: DictConfig, encoder_source: str, output: str) -> tuple[Path, dic
         feature=cfg.encoder.feature,
         image_size=cfg.encoder.image_size,
         encoder_seed=cfg.encoder.seed,
+        encoder_precision=cfg.encoder.get("precision", "fp32"),
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         lr=cfg.policy.lr,
@@ -237,6 +238,7 @@ def _evaluate_all(cfg: DictConfig, named_policies: list[tuple[str, str]], out: P
             videos_per_seed=cfg.videos_per_seed,
             device=cfg.device,
             recording=out / "recordings" / f"{slug(name)}.rrd" if cfg.get("recording") else None,
+            encoder_precision=cfg.get("encoder_precision"),
         )
         rows.append(result_row(name, result, config))
     json_path, md_path = write_results(rows, out)

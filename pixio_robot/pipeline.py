@@ -20,6 +20,7 @@ from pixio_core.checkpoint import (
     write_last_pointer,
 )
 from pixio_core.loading import encoder_reference, load_frozen_encoder, resolve_encoder_source
+from pixio_core.quantization import ENCODER_PRECISIONS
 from pixio_core.runlog import RunLogger
 from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.checkpoint import check_policy_fits_env, load_policy, save_policy
@@ -40,6 +41,7 @@ def train_policy(
     feature: str = "pooled",
     image_size: int = 224,
     encoder_seed: int = 0,
+    encoder_precision: str = "fp32",
     steps: int = 2000,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -59,7 +61,13 @@ def train_policy(
     in the demo file (render size, camera, task) are saved with the policy and reused at
     evaluation, so frames are rendered and preprocessed the same way. ``demos`` may also be a
     LeRobot v3 dataset folder (converted once to HDF5 under ``cache_dir``).
+    ``encoder_precision="int8"`` computes the features with the encoder's linear layers in int8
+    (CPU; :mod:`pixio_core.quantization`); it is saved with the policy and evaluation uses it.
     """
+    if encoder_precision not in ENCODER_PRECISIONS:
+        raise ValueError(
+            f"encoder precision must be one of {ENCODER_PRECISIONS}, got {encoder_precision!r}"
+        )
     output = Path(output)
     if (is_checkpoint_dir(output) or (output / LAST_POINTER).exists()) and not overwrite:
         raise FileExistsError(
@@ -76,7 +84,9 @@ def train_policy(
     for key in ("pixels", "proprio"):
         if key not in info.obs_keys:
             raise ValueError(f"{demos} has no '{key}' observations (it has {list(info.obs_keys)})")
-    encoder, encoder_id = load_frozen_encoder(encoder_source, encoder_seed, device)
+    encoder, encoder_id = load_frozen_encoder(
+        encoder_source, encoder_seed, device, encoder_precision
+    )
     features, cache_stats = cached_demo_features(
         demos, encoder, encoder_id, cache_dir, feature, image_size, progress=progress
     )
@@ -125,6 +135,7 @@ def train_policy(
         feature=feature,
         image_size=image_size,
         embed_dim=encoder.embed_dim,
+        precision=encoder_precision,
     )
     checkpoint = save_policy(
         output / "checkpoint", policy, policy_name, encoder_ref,
@@ -144,10 +155,12 @@ def evaluate_policy(
     device: str = "cpu",
     progress: bool = True,
     recording: str | Path | None = None,
+    encoder_precision: str | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Roll out a policy checkpoint in the env it was trained on; ``(result, its config)``.
     With ``recording`` (an ``.rrd`` path) the first ``videos_per_seed`` episodes of each seed
-    are also written as a Rerun recording."""
+    are also written as a Rerun recording. ``encoder_precision`` (``fp32`` | ``int8``) runs the
+    encoder in another precision than the policy was trained with (None: the policy's own)."""
     policy, config = load_policy(checkpoint)
     env_id, env_kwargs = config["env"]["id"], config["env"]["kwargs"]
     probe = make_env(env_id, env_kwargs)
@@ -157,7 +170,8 @@ def evaluate_policy(
         probe.close()
     reference = config["encoder"]
     source = resolve_encoder_source(reference, resolve_checkpoint_dir(checkpoint))
-    encoder, _ = load_frozen_encoder(source, reference.get("seed", 0), device)
+    precision = encoder_precision or reference.get("precision", "fp32")
+    encoder, _ = load_frozen_encoder(source, reference.get("seed", 0), device, precision)
     if encoder.embed_dim != reference.get("embed_dim", encoder.embed_dim):
         raise ValueError(
             f"{checkpoint} was trained on features of width {reference['embed_dim']}, but "

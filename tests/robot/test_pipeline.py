@@ -107,6 +107,25 @@ def test_train_then_eval_cli(demos, tmp_path, capsys):
     assert (out / "results.json").read_bytes() == before
 
 
+def test_int8_encoder_is_saved_with_the_policy_and_used_to_evaluate(demos, tmp_path):
+    from pixio_robot.pipeline import evaluate_policy
+
+    policy_dir = tmp_path / "int8"
+    main(train_args(demos, policy_dir, "encoder.precision=int8"))
+    _, config = load_policy(policy_dir)
+    assert config["encoder"]["precision"] == "int8"
+    caches = sorted(p.name for p in (demos.parent / "cache").iterdir())
+    result, _ = evaluate_policy(policy_dir, [0], 1, progress=False)
+    override, _ = evaluate_policy(policy_dir, [0], 1, progress=False, encoder_precision="fp32")
+    assert len(result.episodes) == len(override.episodes) == 1
+    with pytest.raises(ValueError, match="encoder precision must be one of"):
+        evaluate_policy(policy_dir, [0], 1, progress=False, encoder_precision="fp16")
+    with pytest.raises(SystemExit, match=r"one of \('fp32', 'int8'\), got 'int4'"):
+        main(train_args(demos, tmp_path / "int4", "encoder.precision=int4"))
+    assert not (tmp_path / "int4").exists()
+    assert sorted(p.name for p in (demos.parent / "cache").iterdir()) == caches
+
+
 def test_compare_runs_the_same_protocol_for_each_encoder(demos, tmp_path):
     torch.manual_seed(4)
     other = save_encoder(create_encoder("pixio_vitt16", depth=2), tmp_path / "other")
