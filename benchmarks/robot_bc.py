@@ -3,7 +3,9 @@
 For each env (our PushBlock task and any MetaWorld task), collects ``--demos`` scripted-expert
 demos at ``--image-size`` px (the expert's success rate is reported), then for each encoder and
 policy trains behavior cloning on the cached frozen features (``pixio_robot.pipeline``) and
-evaluates the success rate over ``--seeds`` x ``--episodes`` rollouts in parallel workers. Also
+evaluates the success rate over ``--seeds`` x ``--episodes`` rollouts in parallel workers
+(``--train-seeds 3``: CortexBench's protocol, three policies trained with seeds 0, 1, 2, each
+evaluated on its own ``--episodes`` rollouts, so the spread includes training's). Also
 measures env steps/s (render + physics) and the full control loop (render + encoder + policy +
 physics, one env). Encoders: any ``load_encoder`` source or ``random:<size>``. Prints a markdown
 table and writes JSON.
@@ -11,6 +13,8 @@ table and writes JSON.
     python benchmarks/robot_bc.py --envs push_block --policies mlp,act \
         --encoders pixio_sim_vitt16,random:pixio_vitt16
     python benchmarks/robot_bc.py --envs metaworld:drawer-open-v3,metaworld:hammer-v3 --demos 25
+    python benchmarks/robot_bc.py --envs metaworld:push-v3 --policies mlp --train-seeds 3 \
+        --seeds 3 --episodes 25
 """
 
 from __future__ import annotations
@@ -92,11 +96,32 @@ def previous_rows(path: Path, settings: dict) -> list[dict]:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return []
-    older = {"encoder_precision": "fp32"}  # files written before the setting existed
+    older = {"encoder_precision": "fp32", "train_seeds": 1}  # files older than the settings
     if any(report.get(key, older.get(key)) != value for key, value in settings.items()):
         print(f"{path} holds a run of other settings: it will be replaced")
         return []
     return list(report.get("rows", []))
+
+
+def merged_results(results: list, summaries: list[dict]) -> dict:
+    """A row's success and training numbers from one or more (evaluation, training summary)
+    pairs: with one policy, its rate over all seeds; with one policy per seed (each evaluated
+    on its own seed), the mean and the population std over the policies, and each one's final
+    BC loss."""
+    per_seed = {seed: rate for r in results for seed, rate in r.success_per_seed.items()}
+    rates = np.array(list(per_seed.values()), dtype=np.float64)
+    merged = {  # as EvalResult's success_rate / success_std, over the seeds of all policies
+        "success_rate": float(rates.mean()),
+        "success_std_over_seeds": float(rates.std()),
+        "success_per_seed": per_seed,
+        "mean_episode_steps": float(np.mean([r.mean_episode_steps for r in results])),
+        "eval_steps_per_s": float(np.mean([r.steps_per_s for r in results])),
+        "final_bc_loss": float(np.mean([s["final_loss"] for s in summaries])),
+        "feature_images_per_s": summaries[0]["feature_images_per_s"],
+    }
+    if len(results) > 1:
+        merged["final_bc_loss_per_seed"] = [s["final_loss"] for s in summaries]
+    return merged
 
 
 def main() -> None:
@@ -122,7 +147,19 @@ def main() -> None:
     )
     parser.add_argument("--demos", type=int, default=25)
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="evaluation seeds (of --episodes each); with --train-seeds > 1, one per policy",
+    )
+    parser.add_argument(
+        "--train-seeds",
+        type=int,
+        default=1,
+        help="policies trained per row, with training seeds 0..N-1 (CortexBench: 3); policy s "
+        "is evaluated on evaluation seed s (--episodes episodes) and --seeds must equal N",
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--num-envs", type=int, default=2)
@@ -131,6 +168,11 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "robot_bc.json"
     )
     args = parser.parse_args()
+    if args.train_seeds < 1 or (args.train_seeds > 1 and args.seeds != args.train_seeds):
+        parser.error(
+            f"--train-seeds {args.train_seeds} needs --seeds {args.train_seeds} (one evaluation "
+            f"seed per trained policy), got --seeds {args.seeds}"
+        )
     settings = {
         "demos": args.demos,
         "image_size": args.image_size,
@@ -138,6 +180,7 @@ def main() -> None:
         "episodes_per_seed": args.episodes,
         "bc_steps": args.steps,
         "encoder_precision": args.encoder_precision,
+        "train_seeds": args.train_seeds,
     }
     rows, experts = previous_rows(args.out, settings), {}
 
@@ -178,19 +221,29 @@ def main() -> None:
                 if args.encoder_precision != "fp32":  # beside the fp32 policies, not over them
                     encoder_slug += f"_{args.encoder_precision}"
                 run = args.work / "runs" / f"{slug}_{policy_name}_{feature}_{encoder_slug}"
-                _, summary = train_policy(
-                    demo_file, env_id, run, encoder_source, policy_name,
-                    feature=feature, image_size=args.image_size, steps=args.steps,
-                    lr=1e-3 if policy_name == "mlp" else 1e-4,
-                    cache_dir=args.work / "cache", overwrite=True,
-                    encoder_precision=args.encoder_precision,
-                )  # fmt: skip
-                result, _ = evaluate_policy(
-                    run, list(range(args.seeds)), args.episodes, num_envs=args.num_envs,
-                    video_dir=run / "videos", videos_per_seed=1,
-                )  # fmt: skip
-                env_rate, loop_rate = control_rate(env_id, env_kwargs, run)
-                _, loop_int8 = control_rate(env_id, env_kwargs, run, precision="int8")
+                # one policy evaluated on every seed, or (CortexBench) one policy per seed
+                plans = (
+                    [(run, 0, list(range(args.seeds)))]
+                    if args.train_seeds == 1
+                    else [(run.with_name(f"{run.name}_seed{s}"), s, [s]) for s in range(args.seeds)]
+                )
+                results, summaries = [], []
+                for run_dir, train_seed, eval_seeds in plans:
+                    _, summary = train_policy(
+                        demo_file, env_id, run_dir, encoder_source, policy_name,
+                        feature=feature, image_size=args.image_size, steps=args.steps,
+                        lr=1e-3 if policy_name == "mlp" else 1e-4, seed=train_seed,
+                        cache_dir=args.work / "cache", overwrite=True,
+                        encoder_precision=args.encoder_precision,
+                    )  # fmt: skip
+                    result, _ = evaluate_policy(
+                        run_dir, eval_seeds, args.episodes, num_envs=args.num_envs,
+                        video_dir=run_dir / "videos", videos_per_seed=1,
+                    )  # fmt: skip
+                    results.append(result)
+                    summaries.append(summary)
+                env_rate, loop_rate = control_rate(env_id, env_kwargs, plans[0][0])
+                _, loop_int8 = control_rate(env_id, env_kwargs, plans[0][0], precision="int8")
                 rows.append(
                     {
                         "env": env_name,
@@ -198,13 +251,7 @@ def main() -> None:
                         "encoder": encoder_source,
                         "policy": policy_name,
                         "feature": feature,
-                        "success_rate": result.success_rate,
-                        "success_std_over_seeds": result.success_std,
-                        "success_per_seed": result.success_per_seed,
-                        "mean_episode_steps": result.mean_episode_steps,
-                        "eval_steps_per_s": result.steps_per_s,
-                        "final_bc_loss": summary["final_loss"],
-                        "feature_images_per_s": summary["feature_images_per_s"],
+                        **merged_results(results, summaries),
                         "env_steps_per_s": env_rate,
                         "control_loop_hz": loop_rate,
                         "control_loop_hz_int8_encoder": loop_int8,

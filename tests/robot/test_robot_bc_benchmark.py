@@ -32,3 +32,44 @@ def test_previous_rows_are_kept_only_for_the_same_settings(tmp_path, capsys):
     assert "holds a run of other settings" in capsys.readouterr().out
     out.write_text('{"rows": [')  # cut off: not JSON
     assert previous_rows(out, settings) == []
+
+
+def test_one_policy_per_seed_rows_merge_like_one_policy_on_all_seeds():
+    from pixio_robot.evaluation import EvalResult
+
+    merged_results = load_benchmark().merged_results
+    one = EvalResult("env", {0: 0.2, 1: 0.4, 2: 0.9}, 25, mean_episode_steps=300.0)
+    summary = {"final_loss": 0.01, "feature_images_per_s": 80.0}
+    row = merged_results([one], [summary])
+    assert (
+        row["success_rate"] == one.success_rate and row["success_std_over_seeds"] == one.success_std
+    )
+    assert "final_bc_loss_per_seed" not in row
+    # CortexBench: policy s trained with seed s, evaluated on seed s alone
+    parts = [
+        EvalResult("env", {s: rate}, 25, 100.0 * (s + 1)) for s, rate in enumerate((0.2, 0.4, 0.9))
+    ]
+    losses = [{"final_loss": loss, "feature_images_per_s": 0.0} for loss in (0.01, 0.02, 0.06)]
+    row = merged_results(parts, losses)
+    assert row["success_per_seed"] == {0: 0.2, 1: 0.4, 2: 0.9}
+    assert abs(row["success_rate"] - 0.5) < 1e-12
+    assert abs(row["success_std_over_seeds"] - one.success_std) < 1e-12
+    assert row["mean_episode_steps"] == 200.0
+    assert (
+        row["final_bc_loss_per_seed"] == [0.01, 0.02, 0.06]
+        and abs(row["final_bc_loss"] - 0.03) < 1e-12
+    )
+
+
+def test_train_seeds_needs_one_evaluation_seed_per_policy(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "robot_bc.py"), "--train-seeds", "3", "--seeds", "2",
+         "--out", str(tmp_path / "x.json")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--train-seeds 3 needs --seeds 3" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.json").exists()
