@@ -87,20 +87,21 @@ def control_rate(
     return env_rate, loop_rate
 
 
-def previous_rows(path: Path, settings: dict) -> list[dict]:
-    """The rows of an earlier run with the same settings written to ``path`` (they are kept and
-    not run again), else none; a file of other settings is left to be replaced."""
+def previous_run(path: Path, settings: dict) -> tuple[list[dict], dict]:
+    """The rows and expert statistics of an earlier run with the same settings written to
+    ``path`` (they are kept and not run again), else none; a file of other settings is left to
+    be replaced."""
     if not path.exists():
-        return []
+        return [], {}
     try:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return []
+        return [], {}
     older = {"encoder_precision": "fp32", "train_seeds": 1}  # files older than the settings
     if any(report.get(key, older.get(key)) != value for key, value in settings.items()):
         print(f"{path} holds a run of other settings: it will be replaced")
-        return []
-    return list(report.get("rows", []))
+        return [], {}
+    return list(report.get("rows", [])), dict(report.get("expert", {}))
 
 
 def merged_results(results: list, summaries: list[dict]) -> dict:
@@ -182,7 +183,7 @@ def main() -> None:
         "encoder_precision": args.encoder_precision,
         "train_seeds": args.train_seeds,
     }
-    rows, experts = previous_rows(args.out, settings), {}
+    rows, experts = previous_run(args.out, settings)
 
     def save() -> None:  # after every row: an interrupted run keeps what it finished
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -263,9 +264,10 @@ def main() -> None:
           "| feature caching img/s | env steps/s | control loop Hz (int8 encoder) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        expert_stats = experts[row["env"]]
+        stats = experts.get(row["env"])
+        expert_text = f"{stats['successes']}/{stats['attempts']}" if stats else "-"
         print(
-            f"| {row['env']} | {expert_stats['successes']}/{expert_stats['attempts']} "
+            f"| {row['env']} | {expert_text} "
             f"| {row['encoder']} | {row['policy']} | {row['feature']} "
             f"| {100 * row['success_rate']:.0f} ± "
             f"{100 * row['success_std_over_seeds']:.0f} % | {row['feature_images_per_s']:.0f} "

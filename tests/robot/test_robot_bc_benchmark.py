@@ -14,24 +14,26 @@ def load_benchmark():
     return module
 
 
-def test_previous_rows_are_kept_only_for_the_same_settings(tmp_path, capsys):
-    previous_rows = load_benchmark().previous_rows
+def test_previous_rows_and_experts_are_kept_only_for_the_same_settings(tmp_path, capsys):
+    previous_run = load_benchmark().previous_run
     settings = {"demos": 25, "seeds": 3, "episodes_per_seed": 25, "encoder_precision": "fp32"}
     out = tmp_path / "rows.json"
-    assert previous_rows(out, settings) == []  # no file yet
+    assert previous_run(out, settings) == ([], {})  # no file yet
     row = {"env": "metaworld:hammer-v3", "encoder": "pixio_sim_vitt16", "policy": "mlp"}
-    out.write_text(json.dumps({**settings, "rows": [row]}))
-    assert previous_rows(out, settings) == [row]
+    expert = {"metaworld:hammer-v3": {"successes": 25, "attempts": 25}}
+    out.write_text(json.dumps({**settings, "expert": expert, "rows": [row]}))
+    # the expert statistics of envs this run does not repeat are kept with their rows
+    assert previous_run(out, settings) == ([row], expert)
     # a file written before encoder_precision existed was an fp32 run
     older = {k: v for k, v in settings.items() if k != "encoder_precision"}
     out.write_text(json.dumps({**older, "rows": [row]}))
-    assert previous_rows(out, settings) == [row]
-    assert previous_rows(out, {**settings, "encoder_precision": "int8"}) == []
+    assert previous_run(out, settings) == ([row], {})
+    assert previous_run(out, {**settings, "encoder_precision": "int8"}) == ([], {})
     out.write_text(json.dumps({**settings, "episodes_per_seed": 10, "rows": [row]}))
-    assert previous_rows(out, settings) == []
+    assert previous_run(out, settings) == ([], {})
     assert "holds a run of other settings" in capsys.readouterr().out
     out.write_text('{"rows": [')  # cut off: not JSON
-    assert previous_rows(out, settings) == []
+    assert previous_run(out, settings) == ([], {})
 
 
 def test_one_policy_per_seed_rows_merge_like_one_policy_on_all_seeds():
