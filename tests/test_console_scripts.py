@@ -212,7 +212,7 @@ def test_a_non_editable_install_finds_its_configs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     module_file, config_dir, task, size = result.stdout.split()
     assert module_file.startswith(str(target)) and config_dir.startswith(str(target))
-    assert (task, size) == ("depth", "tiny")
+    assert (task, size) == ("depth", "mapanything_tiny")
     help_code = "from pixio_core.cli import pretrain_main; pretrain_main(['--help'])"
     result, _ = _run([sys.executable, "-c", help_code], tmp_path, {"PYTHONPATH": str(target)})
     assert result.returncode == 0 and "model:" in result.stdout, result.stderr[-2000:]

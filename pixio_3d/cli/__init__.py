@@ -20,7 +20,8 @@ TRAIN = HydraCommand(
     summary="Train 3D heads (task=reconstruction | depth | segmentation) on a frozen (or "
     "low-lr fine-tuned) Pixio encoder; renders training scenes first when data.root has none.",
     examples=(
-        "pixio-recon-train                                      # tiny reconstruction model on CPU",
+        "pixio-recon-train                                # the released architecture, CPU size",
+        "pixio-recon-train recon=tiny                     # the earlier ReconstructionModel",
         "pixio-recon-train task=depth depth.mode=metric",
         "pixio-recon-train task=segmentation segmentation.head=dpt",
         "pixio-recon-train encoder.source=random:pixio_vitt16   # the random-encoder baseline",
@@ -37,7 +38,7 @@ def _demo_command() -> HydraCommand:
         prog="pixio-recon-demo",
         config_name="recon_train",
         run="pixio_3d.cli.demo:run",
-        summary="The 3D part of `make demo`: render tiny scenes, train the tiny reconstruction "
+        summary="The 3D part of `make demo`: render tiny scenes, train the CPU-sized MapAnything "
         "model on pixio-demo's encoder, score it on held-out scenes, reconstruct their photos "
         "(outputs/demo/recon). Arguments override configs/recon_train.yaml.",
         examples=("pixio-recon-demo", "pixio-recon-demo train.total_steps=20"),

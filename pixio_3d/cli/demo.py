@@ -1,8 +1,8 @@
 """``pixio-recon-demo``: the 3D part of ``make demo``, end to end on CPU in a few minutes.
 
 Renders a small set of synthetic training scenes and two held-out scenes (MuJoCo, exact ground
-truth), trains the tiny reconstruction model on the frozen encoder ``pixio-demo`` pre-trained
-(``outputs/demo/checkpoints``), prints its metrics on the held-out scenes at 2, 4 and 8 views,
+truth), trains the CPU-sized MapAnything model (``recon=mapanything_tiny``) on the frozen encoder
+``pixio-demo`` pre-trained (``outputs/demo/checkpoints``), prints its metrics on the held-out scenes at 2, 4 and 8 views,
 then treats the first held-out scene's views as a folder of photos and runs the user's path
 (``pixio-recon``): point cloud, GLB, COLMAP model, depth maps and a preview. Extra arguments are
 hydra overrides of ``configs/recon_train.yaml``. A second run resumes the finished training and

@@ -1,6 +1,7 @@
 """``pixio-recon-train``: train 3D heads on a frozen (or low-lr fine-tuned) Pixio encoder.
 
-    pixio-recon-train                                        # tiny reconstruction model on CPU
+    pixio-recon-train                                        # the released architecture, CPU size
+    pixio-recon-train recon=tiny                             # the earlier ReconstructionModel
     pixio-recon-train task=depth depth.mode=metric           # monocular metric depth (SiLog)
     pixio-recon-train task=segmentation segmentation.head=dpt
     pixio-recon-train encoder.source=random:pixio_vitt16     # the random-encoder baseline

@@ -98,6 +98,7 @@ class MapAnythingConfig:
     dpt_layer_dims: tuple[int, int, int, int] = (96, 192, 384, 768)
     regressor_hidden_dims: tuple[int, int] | None = None  # default: 2 x dpt_feature_dim // 2
     pose_resconv_blocks: int = 2
+    pose_head_width: int | None = None  # default: 4 * patch_size^2 (1024), as released
     scale_hidden_dim: int = 196
     scale_mlp_layers: int = 2
     dense_input_dims: tuple[int, ...] = (588, 768, 1024)
@@ -123,6 +124,12 @@ class MapAnythingConfig:
         self.global_input_dims = tuple(self.global_input_dims)
         if self.regressor_hidden_dims is not None:
             self.regressor_hidden_dims = tuple(self.regressor_hidden_dims)  # type: ignore[assignment]
+        if self.pose_head_width is not None and (
+            not isinstance(self.pose_head_width, int) or self.pose_head_width < 1
+        ):
+            raise ValueError(
+                f"pose_head_width must be a positive int or None, got {self.pose_head_width!r}"
+            )
         for name in ("dim", "depth", "num_heads", "dpt_feature_dim", "views_per_chunk"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -442,11 +449,13 @@ class _ResConv1x1(nn.Module):
 class PoseRegressionHead(nn.Module):
     """Final view features ``(N, C, h, w)`` to ``(N, 7)``: translation (3) and an unnormalized
     quaternion (x, y, z, w): a 1x1 conv to ``4 p^2`` channels, 1x1 residual blocks, average
-    pooling, a 2-layer MLP and two linears."""
+    pooling, a 2-layer MLP and two linears (``width``: the released ``4 p^2`` unless given)."""
 
-    def __init__(self, input_dim: int, patch_size: int, blocks: int) -> None:
+    def __init__(
+        self, input_dim: int, patch_size: int, blocks: int, width: int | None = None
+    ) -> None:
         super().__init__()
-        width = 4 * patch_size**2
+        width = width or 4 * patch_size**2
         self.proj = nn.Conv2d(input_dim, width, 1)
         self.res_conv = nn.ModuleList(_ResConv1x1(width) for _ in range(blocks))
         self.more_mlps = nn.Sequential(
@@ -572,7 +581,9 @@ class MapAnythingModel(nn.Module):
             config.dpt_feature_dim, 6, config.regressor_hidden_dims
         )
         self.dense_head = nn.Sequential(self.dpt_feature_head, self.dpt_regressor_head)
-        self.pose_head = PoseRegressionHead(config.dim, patch, config.pose_resconv_blocks)
+        self.pose_head = PoseRegressionHead(
+            config.dim, patch, config.pose_resconv_blocks, config.pose_head_width
+        )
         self.scale_head = ScaleMLPHead(config.dim, config.scale_hidden_dim, config.scale_mlp_layers)
         if config.pose_matching:  # as ReconstructionModel's: identity projection at init
             self.match_proj = nn.Linear(config.dim, config.dim)
@@ -591,6 +602,11 @@ class MapAnythingModel(nn.Module):
         """Random init: the encoder's own, xavier linears in the transformer, N(0, 0.02) scale
         token, PyTorch defaults for the convolutions."""
         nn.init.trunc_normal_(self.scale_token, std=0.02)
+        # an untrained dense head starts from forward rays (+z, the optical axis), as the
+        # ReconstructionModel's does: training from scratch otherwise spends its first hundreds
+        # of steps turning the rays around; loaded weights replace it
+        with torch.no_grad():
+            self.dpt_regressor_head.conv2[-1].bias[2] = 1.0
         for module in self.info_sharing.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)

@@ -252,6 +252,13 @@ def reference_config(config: MapAnythingConfig) -> dict[str, Any]:
             "a model with pose_matching (this project's extra) has no MapAnything config; save "
             "it as a pixio_3d checkpoint (pixio_3d.checkpoint.save_model)"
         )
+    released_width = 4 * config.encoder.patch_size**2
+    if config.pose_head_width not in (None, released_width):
+        raise UnsupportedReconstructionConfig(
+            f"pose_head_width={config.pose_head_width} (released: {released_width}, 4 x patch "
+            "size^2) has no MapAnything config; save it as a pixio_3d checkpoint "
+            "(pixio_3d.checkpoint.save_model)"
+        )
     enc = config.encoder
     name = "raydirs+depth+pose+confidence+mask+scale"
     dense_dims, global_dims = list(config.dense_input_dims), list(config.global_input_dims)

@@ -158,6 +158,29 @@ def test_infer_contract_world_is_view_zero_and_given_cameras_are_honoured(tiny):
     torch.testing.assert_close(chunked["pts3d"], out["pts3d"], atol=1e-5, rtol=1e-5)
 
 
+def test_an_untrained_model_starts_from_forward_rays(tiny):
+    """Training from scratch starts from rays along the optical axis (the ray-z bias of the
+    last dense conv); a loaded checkpoint replaces it."""
+    with torch.no_grad():
+        rays = tiny.infer(torch.randn(1, 2, 3, 64, 96))["ray_directions"]
+    assert rays[..., 2].min() > 0.9  # within about 25 degrees of +z everywhere
+    assert tiny.dpt_regressor_head.conv2[-1].bias[2] == 1.0
+
+
+def test_a_narrower_pose_head_for_cpu_training_has_no_released_config():
+    """The CPU sizes may narrow the pose head (released: 4 x 16^2 = 1024 channels); such a model
+    is saved as a pixio_3d checkpoint, and writing it as a MapAnything folder is refused."""
+    config = mapanything_sizes()["tiny"]
+    narrow = MapAnythingModel(MapAnythingConfig(**{**config.__dict__, "pose_head_width": 32}))
+    assert tuple(narrow.pose_head.proj.weight.shape) == (32, config.dim, 1, 1)
+    assert tuple(narrow.pose_head.fc_rot.weight.shape) == (4, 32)
+    assert reference_config(config)  # the default width is the released one
+    with pytest.raises(UnsupportedReconstructionConfig, match="pose_head_width=32.*1024"):
+        reference_config(narrow.config)
+    with pytest.raises(ValueError, match="pose_head_width must be a positive int"):
+        MapAnythingConfig(pose_head_width=0)
+
+
 def test_a_mapanything_checkpoint_with_another_encoder_is_refused(tiny, tmp_path):
     folder = save_hub_folder(tiny, tmp_path / "dino")
     config = json.loads((folder / "config.json").read_text())

@@ -73,6 +73,7 @@ def _run_args(assets, out):
 def _common(assets, out, *extra):
     return [
         *_run_args(assets, out),
+        "recon=tiny",  # the ReconstructionModel (the default is recon=mapanything_tiny)
         "recon.model.width=64",
         "recon.model.depth=1",
         "recon.model.num_heads=2",
@@ -359,6 +360,7 @@ def test_the_released_architecture_trains_resumes_and_reconstructs(assets, tmp_p
     from pixio_3d.models.mapanything import MapAnythingModel
 
     steps = ["train.total_steps=4", "train.checkpoint_every=2", "train.keep_last=3"]
+    steps.append("recon.model.pose_matching=false")  # as released (the CPU default has it on)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train_main(_mapanything_run(assets, straight, *steps))
     log = read_log(straight / "log.jsonl")
