@@ -37,6 +37,7 @@ from pixio_robot.checkpoint import load_policy
 from pixio_robot.demos import collect_demos
 from pixio_robot.features import embed_frames
 from pixio_robot.pipeline import evaluate_policy, train_policy
+from pixio_robot.policies import check_policy_config, parse_policy_config
 
 
 def env_spec(name: str, image_size: int):
@@ -97,7 +98,8 @@ def previous_run(path: Path, settings: dict) -> tuple[list[dict], dict]:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return [], {}
-    older = {"encoder_precision": "fp32", "train_seeds": 1}  # files older than the settings
+    # files older than these settings
+    older = {"encoder_precision": "fp32", "train_seeds": 1, "policy_config": {}}
     if any(report.get(key, older.get(key)) != value for key, value in settings.items()):
         print(f"{path} holds a run of other settings: it will be replaced")
         return [], {}
@@ -131,6 +133,12 @@ def main() -> None:
     )
     parser.add_argument("--envs", default="push_block")
     parser.add_argument("--policies", default="mlp,act")
+    parser.add_argument(
+        "--policy-config",
+        default="",
+        help="policy config fields for every policy of --policies, name=value,... (e.g. "
+        "chunk_size=4,n_action_steps=1 for act); default: the policies' own",
+    )
     parser.add_argument(
         "--encoders", default="pixio_sim_vitt16,random:pixio_vitt16,outputs/demo/checkpoints"
     )
@@ -169,6 +177,12 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "robot_bc.json"
     )
     args = parser.parse_args()
+    try:
+        policy_config = parse_policy_config(args.policy_config)
+        for name in args.policies.split(","):
+            check_policy_config(name, policy_config)
+    except ValueError as error:
+        parser.error(f"--policy-config: {error}")
     if args.train_seeds < 1 or (args.train_seeds > 1 and args.seeds != args.train_seeds):
         parser.error(
             f"--train-seeds {args.train_seeds} needs --seeds {args.train_seeds} (one evaluation "
@@ -182,6 +196,7 @@ def main() -> None:
         "bc_steps": args.steps,
         "encoder_precision": args.encoder_precision,
         "train_seeds": args.train_seeds,
+        "policy_config": policy_config,
     }
     rows, experts = previous_run(args.out, settings)
 
@@ -221,7 +236,12 @@ def main() -> None:
                 encoder_slug = encoder_source.replace("/", "_").replace(":", "_")
                 if args.encoder_precision != "fp32":  # beside the fp32 policies, not over them
                     encoder_slug += f"_{args.encoder_precision}"
-                run = args.work / "runs" / f"{slug}_{policy_name}_{feature}_{encoder_slug}"
+                config_slug = "".join(f"_{k}{v}" for k, v in sorted(policy_config.items()))
+                run = (
+                    args.work
+                    / "runs"
+                    / (f"{slug}_{policy_name}{config_slug}_{feature}_{encoder_slug}")
+                )
                 # one policy evaluated on every seed, or (CortexBench) one policy per seed
                 plans = (
                     [(run, 0, list(range(args.seeds)))]
@@ -232,6 +252,7 @@ def main() -> None:
                 for run_dir, train_seed, eval_seeds in plans:
                     _, summary = train_policy(
                         demo_file, env_id, run_dir, encoder_source, policy_name,
+                        policy_config=policy_config,
                         feature=feature, image_size=args.image_size, steps=args.steps,
                         lr=1e-3 if policy_name == "mlp" else 1e-4, seed=train_seed,
                         cache_dir=args.work / "cache", overwrite=True,

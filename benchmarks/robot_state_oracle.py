@@ -25,7 +25,7 @@ import torch
 
 from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.evaluation import episode_seed
-from pixio_robot.policies import make_policy
+from pixio_robot.policies import check_policy_config, make_policy, parse_policy_config
 
 SETTINGS = {"mlp": {"steps": 6000, "lr": 1e-3}, "act": {"steps": 1500, "lr": 3e-4}}
 
@@ -61,6 +61,12 @@ def main() -> None:
         "--demos", type=Path, default=Path("outputs/demo/robot/demos/push_block.hdf5")
     )
     parser.add_argument("--policies", default="mlp,act")
+    parser.add_argument(
+        "--policy-config",
+        default="",
+        help="policy config fields for every policy of --policies, name=value,... (e.g. "
+        "chunk_size=4,n_action_steps=1 for act)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=0, help="BC steps (0: per policy, SETTINGS)")
@@ -68,6 +74,12 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "robot_state_oracle.json"
     )
     args = parser.parse_args()
+    try:
+        policy_config = parse_policy_config(args.policy_config)
+        for name in args.policies.split(","):
+            check_policy_config(name, policy_config)
+    except ValueError as error:
+        parser.error(f"--policy-config: {error}")
     with h5py.File(args.demos) as handle:
         env_args = json.loads(handle["data"].attrs["env_args"])
         states = {
@@ -80,7 +92,11 @@ def main() -> None:
     for name in args.policies.split(","):
         torch.manual_seed(0)
         policy = make_policy(
-            name, feature_dim=state_dim, proprio_dim=proprio_dim, action_dim=action_dim
+            name,
+            feature_dim=state_dim,
+            proprio_dim=proprio_dim,
+            action_dim=action_dim,
+            **policy_config,
         )
         dataset = DemoFeatureDataset(
             str(args.demos), states, frame_history=policy.config.frame_history, split="train",
@@ -95,8 +111,16 @@ def main() -> None:
             float(np.mean(wins[s * args.episodes : (s + 1) * args.episodes]))
             for s in range(args.seeds)
         ]
-        rows.append({"policy": name, **settings, "success_rate": float(np.mean(wins)),
-                     "success_std_over_seeds": float(np.std(per_seed)), "success_per_seed": per_seed})  # fmt: skip
+        rows.append(
+            {
+                "policy": name,
+                "policy_config": policy_config,
+                **settings,
+                "success_rate": float(np.mean(wins)),
+                "success_std_over_seeds": float(np.std(per_seed)),
+                "success_per_seed": per_seed,
+            }
+        )
         print(f"{name}: state-oracle BC success {100 * np.mean(wins):.0f} % (per seed {per_seed})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"env": env_args["env_name"], "demos": str(args.demos), "rows": rows}

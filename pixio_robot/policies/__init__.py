@@ -32,3 +32,36 @@ def make_policy(name: str, **config: Any):
     config_type = getattr(importlib.import_module(config_module), config_class)
     model_type = getattr(importlib.import_module(model_module), model_class)
     return model_type(config_type(**config))
+
+
+def parse_policy_config(text: str) -> dict[str, Any]:
+    """Policy config fields from ``"name=value,name=value"`` (values read as YAML scalars:
+    ``4``, ``0.01``, ``true``, ``null``); empty text gives ``{}``. Raises ValueError naming an
+    item without ``=`` (the fields themselves are checked when the policy is built)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"policy config item {item!r} is not name=value")
+        values[name.strip()] = yaml.safe_load(value.strip())
+    return values
+
+
+def check_policy_config(name: str, values: dict[str, Any]) -> None:
+    """Raise ValueError naming the fields of ``values`` that policy ``name``'s config lacks
+    (with the ones it has), before anything is trained."""
+    import dataclasses
+
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; valid names are: {', '.join(sorted(POLICIES))}")
+    config_module, config_class, _, _ = POLICIES[name]
+    config_type = getattr(importlib.import_module(config_module), config_class)
+    known = {field.name for field in dataclasses.fields(config_type)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{name} policies have no config field {', '.join(unknown)}; "
+            f"fields: {', '.join(sorted(known))}"
+        )

@@ -1,8 +1,10 @@
-"""benchmarks/robot_bc.py keeps the finished rows of an interrupted run with the same settings."""
+"""benchmarks/robot_bc.py: resumed runs, training-seed rows and policy-config overrides."""
 
 import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +77,29 @@ def test_train_seeds_needs_one_evaluation_seed_per_policy(tmp_path):
     assert done.returncode == 2
     assert "--train-seeds 3 needs --seeds 3" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_policy_config_overrides_parse_and_unknown_fields_are_named():
+    from pixio_robot.policies import check_policy_config, make_policy, parse_policy_config
+
+    values = parse_policy_config("chunk_size=4, n_action_steps=1,temporal_ensemble_coeff=0.01")
+    assert values == {"chunk_size": 4, "n_action_steps": 1, "temporal_ensemble_coeff": 0.01}
+    assert parse_policy_config("") == {} and parse_policy_config("x=null") == {"x": None}
+    check_policy_config("act", values)
+    policy = make_policy("act", feature_dim=8, proprio_dim=3, action_dim=2, **values)
+    assert (policy.config.chunk_size, policy.config.n_action_steps) == (4, 1)
+    with pytest.raises(ValueError, match="'chunk_size' is not name=value"):
+        parse_policy_config("chunk_size")
+    with pytest.raises(ValueError, match="mlp policies have no config field chunk_size"):
+        check_policy_config("mlp", values)
+
+
+def test_robot_bc_names_a_bad_policy_config_without_a_traceback():
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(ROOT / "benchmarks" / "robot_bc.py"), "--policies", "mlp",
+               "--policy-config", "chunk_sise=4"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--policy-config: mlp policies have no config field chunk_sise" in result.stderr
