@@ -37,7 +37,7 @@ from pixio_robot.checkpoint import load_policy
 from pixio_robot.demos import collect_demos
 from pixio_robot.features import embed_frames
 from pixio_robot.pipeline import evaluate_policy, train_policy
-from pixio_robot.policies import check_policy_config, parse_policy_config
+from pixio_robot.policies import parse_policy_config
 
 
 def env_spec(name: str, image_size: int):
@@ -178,9 +178,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     try:
-        policy_config = parse_policy_config(args.policy_config)
-        for name in args.policies.split(","):
-            check_policy_config(name, policy_config)
+        policy_config = parse_policy_config(args.policy_config, args.policies.split(","))
     except ValueError as error:
         parser.error(f"--policy-config: {error}")
     if args.train_seeds < 1 or (args.train_seeds > 1 and args.seeds != args.train_seeds):

@@ -25,7 +25,7 @@ import torch
 
 from pixio_robot.bc import DemoFeatureDataset, train_bc
 from pixio_robot.evaluation import episode_seed
-from pixio_robot.policies import check_policy_config, make_policy, parse_policy_config
+from pixio_robot.policies import make_policy, parse_policy_config
 
 SETTINGS = {"mlp": {"steps": 6000, "lr": 1e-3}, "act": {"steps": 1500, "lr": 3e-4}}
 
@@ -75,9 +75,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     try:
-        policy_config = parse_policy_config(args.policy_config)
-        for name in args.policies.split(","):
-            check_policy_config(name, policy_config)
+        policy_config = parse_policy_config(args.policy_config, args.policies.split(","))
     except ValueError as error:
         parser.error(f"--policy-config: {error}")
     with h5py.File(args.demos) as handle:

@@ -6,6 +6,7 @@ An explicit table of names; classes are imported lazily by :func:`make_policy`.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
 POLICIES = {
@@ -34,10 +35,10 @@ def make_policy(name: str, **config: Any):
     return model_type(config_type(**config))
 
 
-def parse_policy_config(text: str) -> dict[str, Any]:
+def parse_policy_config(text: str, policies: Sequence[str] = ()) -> dict[str, Any]:
     """Policy config fields from ``"name=value,name=value"`` (values read as YAML scalars:
     ``4``, ``0.01``, ``true``, ``null``); empty text gives ``{}``. Raises ValueError naming an
-    item without ``=`` (the fields themselves are checked when the policy is built)."""
+    item without ``=``, or a field that one of ``policies`` lacks (:func:`check_policy_config`)."""
     import yaml
 
     values: dict[str, Any] = {}
@@ -46,6 +47,8 @@ def parse_policy_config(text: str) -> dict[str, Any]:
         if not sep or not name.strip():
             raise ValueError(f"policy config item {item!r} is not name=value")
         values[name.strip()] = yaml.safe_load(value.strip())
+    for policy in policies:
+        check_policy_config(policy, values)
     return values
 
 
