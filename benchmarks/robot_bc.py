@@ -99,7 +99,7 @@ def previous_run(path: Path, settings: dict) -> tuple[list[dict], dict]:
     except (OSError, json.JSONDecodeError):
         return [], {}
     # files older than these settings
-    older = {"encoder_precision": "fp32", "train_seeds": 1, "policy_config": {}}
+    older = {"encoder_precision": "fp32", "train_seeds": 1, "policy_config": {}, "batch_size": 256}
     if any(report.get(key, older.get(key)) != value for key, value in settings.items()):
         print(f"{path} holds a run of other settings: it will be replaced")
         return [], {}
@@ -171,6 +171,7 @@ def main() -> None:
     )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=256, help="BC batch (CortexBench: 256)")
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_robot"))
     parser.add_argument(
@@ -192,6 +193,7 @@ def main() -> None:
         "seeds": args.seeds,
         "episodes_per_seed": args.episodes,
         "bc_steps": args.steps,
+        "batch_size": args.batch_size,
         "encoder_precision": args.encoder_precision,
         "train_seeds": args.train_seeds,
         "policy_config": policy_config,
@@ -235,6 +237,7 @@ def main() -> None:
                 if args.encoder_precision != "fp32":  # beside the fp32 policies, not over them
                     encoder_slug += f"_{args.encoder_precision}"
                 config_slug = "".join(f"_{k}{v}" for k, v in sorted(policy_config.items()))
+                config_slug += f"_batch{args.batch_size}" if args.batch_size != 256 else ""
                 run = (
                     args.work
                     / "runs"
@@ -252,6 +255,7 @@ def main() -> None:
                         demo_file, env_id, run_dir, encoder_source, policy_name,
                         policy_config=policy_config,
                         feature=feature, image_size=args.image_size, steps=args.steps,
+                        batch_size=args.batch_size,
                         lr=1e-3 if policy_name == "mlp" else 1e-4, seed=train_seed,
                         cache_dir=args.work / "cache", overwrite=True,
                         encoder_precision=args.encoder_precision,
