@@ -43,7 +43,8 @@ def find_model(folder: Path) -> Path:
 def read_scene(folder: Path, images_dir: Path | None) -> dict:
     """Points, colors, cameras and photos of a reconstruction folder (see the module doc)."""
     import pycolmap
-    from PIL import Image
+
+    from pixio_core.imaging import read_image
 
     model = find_model(folder)
     try:
@@ -67,7 +68,7 @@ def read_scene(folder: Path, images_dir: Path | None) -> dict:
     photos = []
     for name in names:
         path = next((d / name for d in search if d and (d / name).is_file()), None)
-        photos.append(np.asarray(Image.open(path).convert("RGB")) if path else None)
+        photos.append(np.asarray(read_image(path)) if path else None)
     ply = folder / "points.ply"
     confidence = None
     if ply.is_file():

@@ -39,6 +39,7 @@ import pycolmap
 from PIL import Image
 
 from pixio_3d.sfm.features import stretch_contrast
+from pixio_core.imaging import read_image
 
 COLMAP_SETTINGS = ("default", "sparse", "tuned")
 DATABASE_NAME = "database.db"
@@ -90,9 +91,8 @@ def _prepare_images(
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"image {path} does not exist")
-        if contrast_stretch:
-            with Image.open(path) as opened:
-                rgb = np.asarray(opened.convert("RGB"))
+        if contrast_stretch:  # the project's one reader: 16-bit, palette, CMYK, EXIF-rotated
+            rgb = np.asarray(read_image(path))
             names.append(f"{index:06d}.png")
             rgb = stretch_contrast(rgb)
             Image.fromarray(rgb).save(image_dir / names[-1], compress_level=PNG_COMPRESSION)

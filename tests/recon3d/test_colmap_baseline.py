@@ -129,6 +129,27 @@ def test_bad_input_and_reused_work_dir(tmp_path):
     assert run_colmap_sfm(images, tmp_path / "e", overwrite=True)["num_registered"] == 0
 
 
+def test_photo_files_for_colmap_are_read_with_the_one_reader(tmp_path):
+    """16-bit and EXIF-rotated photos reach COLMAP as the pixels pixio-recon sees, not as the
+    all-white image a plain PIL convert("RGB") makes of a 16-bit PNG."""
+    from pixio_3d.sfm.colmap_baseline import _prepare_images
+
+    gray = np.tile(np.linspace(20, 230, 48).astype(np.uint8), (32, 1))
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit PNG
+    Image.fromarray(gray).save(tmp_path / "plain.png")
+    rotated = Image.fromarray(np.stack([gray] * 3, -1)).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: stored turned 90 degrees counter-clockwise
+    rotated.save(tmp_path / "rotated.png", exif=exif)
+    paths = [tmp_path / name for name in ("deep.png", "plain.png", "rotated.png")]
+    (tmp_path / "images").mkdir()
+    names = _prepare_images(paths, tmp_path / "images", contrast_stretch=True)
+    deep, plain, upright = (np.asarray(Image.open(tmp_path / "images" / n)) for n in names)
+    assert deep.std() > 50  # a gradient, not a white page
+    np.testing.assert_array_equal(deep, plain)
+    np.testing.assert_array_equal(upright, plain)
+
+
 def test_stretch_contrast_maps_percentiles_to_full_range():
     rng = np.random.default_rng(0)
     dark = rng.integers(20, 70, (48, 64, 3)).astype(np.uint8)
