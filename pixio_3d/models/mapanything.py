@@ -446,16 +446,22 @@ class _ResConv1x1(nn.Module):
         return self.head_skip(x) + y
 
 
+def released_pose_head_width(patch_size: int) -> int:
+    """The released pose head's width: ``4 p^2`` channels (1,024 for 16-px patches)."""
+    return 4 * patch_size**2
+
+
 class PoseRegressionHead(nn.Module):
     """Final view features ``(N, C, h, w)`` to ``(N, 7)``: translation (3) and an unnormalized
-    quaternion (x, y, z, w): a 1x1 conv to ``4 p^2`` channels, 1x1 residual blocks, average
-    pooling, a 2-layer MLP and two linears (``width``: the released ``4 p^2`` unless given)."""
+    quaternion (x, y, z, w): a 1x1 conv to ``width`` channels (default: the released
+    :func:`released_pose_head_width`), 1x1 residual blocks, average pooling, a 2-layer MLP and
+    two linears."""
 
     def __init__(
         self, input_dim: int, patch_size: int, blocks: int, width: int | None = None
     ) -> None:
         super().__init__()
-        width = width or 4 * patch_size**2
+        width = width or released_pose_head_width(patch_size)
         self.proj = nn.Conv2d(input_dim, width, 1)
         self.res_conv = nn.ModuleList(_ResConv1x1(width) for _ in range(blocks))
         self.more_mlps = nn.Sequential(
@@ -600,7 +606,7 @@ class MapAnythingModel(nn.Module):
 
     def reset_parameters(self) -> None:
         """Random init: the encoder's own, xavier linears in the transformer, N(0, 0.02) scale
-        token, PyTorch defaults for the convolutions."""
+        token, PyTorch defaults for the convolutions but a ray-z bias of 1 in the last one."""
         nn.init.trunc_normal_(self.scale_token, std=0.02)
         # an untrained dense head starts from forward rays (+z, the optical axis), as the
         # ReconstructionModel's does: training from scratch otherwise spends its first hundreds

@@ -31,6 +31,7 @@ from pixio_3d.models.mapanything import (
     MapAnythingConfig,
     MapAnythingModel,
     UnsupportedReconstructionConfig,
+    released_pose_head_width,
 )
 from pixio_core.checkpoint import CheckpointMismatchError
 from pixio_core.loading import mismatch_report
@@ -252,7 +253,7 @@ def reference_config(config: MapAnythingConfig) -> dict[str, Any]:
             "a model with pose_matching (this project's extra) has no MapAnything config; save "
             "it as a pixio_3d checkpoint (pixio_3d.checkpoint.save_model)"
         )
-    released_width = 4 * config.encoder.patch_size**2
+    released_width = released_pose_head_width(config.encoder.patch_size)
     if config.pose_head_width not in (None, released_width):
         raise UnsupportedReconstructionConfig(
             f"pose_head_width={config.pose_head_width} (released: {released_width}, 4 x patch "
