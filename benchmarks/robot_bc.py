@@ -238,11 +238,8 @@ def main() -> None:
                     encoder_slug += f"_{args.encoder_precision}"
                 config_slug = "".join(f"_{k}{v}" for k, v in sorted(policy_config.items()))
                 config_slug += f"_batch{args.batch_size}" if args.batch_size != 256 else ""
-                run = (
-                    args.work
-                    / "runs"
-                    / (f"{slug}_{policy_name}{config_slug}_{feature}_{encoder_slug}")
-                )
+                run_name = f"{slug}_{policy_name}{config_slug}_{feature}_{encoder_slug}"
+                run = args.work / "runs" / run_name
                 # one policy evaluated on every seed, or (CortexBench) one policy per seed
                 plans = (
                     [(run, 0, list(range(args.seeds)))]

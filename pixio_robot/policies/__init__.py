@@ -25,13 +25,18 @@ POLICIES = {
 }
 
 
-def make_policy(name: str, **config: Any):
-    """Build a registered policy from its config fields, e.g. ``make_policy("mlp", feature_dim=192, ...)``."""
+def _classes(name: str) -> tuple[type, type]:
+    """``(config class, model class)`` of a registered policy (imported now)."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; valid names are: {', '.join(sorted(POLICIES))}")
     config_module, config_class, model_module, model_class = POLICIES[name]
     config_type = getattr(importlib.import_module(config_module), config_class)
-    model_type = getattr(importlib.import_module(model_module), model_class)
+    return config_type, getattr(importlib.import_module(model_module), model_class)
+
+
+def make_policy(name: str, **config: Any):
+    """Build a registered policy from its config fields, e.g. ``make_policy("mlp", feature_dim=192, ...)``."""
+    config_type, model_type = _classes(name)
     return model_type(config_type(**config))
 
 
@@ -57,11 +62,7 @@ def check_policy_config(name: str, values: dict[str, Any]) -> None:
     (with the ones it has), before anything is trained."""
     import dataclasses
 
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; valid names are: {', '.join(sorted(POLICIES))}")
-    config_module, config_class, _, _ = POLICIES[name]
-    config_type = getattr(importlib.import_module(config_module), config_class)
-    known = {field.name for field in dataclasses.fields(config_type)}
+    known = {field.name for field in dataclasses.fields(_classes(name)[0])}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(
