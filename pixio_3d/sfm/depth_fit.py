@@ -12,7 +12,10 @@ frame. Per view, :func:`fit_view_depth` fits
    multiplicative field on a coarse ``grid`` of control points, interpolated bilinearly over the
    image and pulled toward 1 (ridge), fitted to the remaining log ratios,
 
-keeping the richest of these that 3-fold cross-validation on the points supports. Views with
+keeping the richest of these that 3-fold cross-validation on the points supports. No pixel's
+correction (fitted over network depth) goes outside the range the fit applies at most of the
+points (2nd..98th percentile), so a shift fitted to a narrow band of depths does not
+extrapolate. Views with
 fewer than ``MIN_POINTS`` points keep the network's depth. The fit reports the median absolute
 relative error of the depth at the points before and after (in-sample).
 """
@@ -33,6 +36,7 @@ MIN_POINTS_SMOOTH = 60  # and the low-frequency correction
 SMOOTH_GRID = (3, 4)  # control points (rows, columns)
 SMOOTH_RIDGE = 0.5  # pull of the correction toward 1 (per control point, in log units)
 IRLS_ROUNDS = 5
+SUPPORTED_PERCENTILES = (2.0, 98.0)  # the range of corrections a fit may apply
 
 
 class DepthFit(NamedTuple):
@@ -215,6 +219,13 @@ def fit_view_depth(
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     every = np.stack([cols.ravel(), rows.ravel()], axis=1)
     fitted = _apply(a, b, field, depth.reshape(-1), every, size, grid).reshape(size)
+    # no pixel is corrected by more than most points are (2nd..98th percentile): a shift and
+    # a field fitted to a few near outliers extrapolate (one benchmark view reached 1,744 m in
+    # a 6 m room)
+    supported = _apply(a, b, field, network, pixels, size, grid) / network
+    low, high = np.maximum(np.percentile(supported, SUPPORTED_PERCENTILES), 1e-6)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fitted = depth * np.clip(fitted / depth, low, high)
     floor = 0.05 * float(np.median(target))
     fitted = np.where(depth > 0, np.maximum(fitted, floor), 0.0)
     after_values = sample_depth(fitted, pixels)

@@ -1,5 +1,7 @@
 """Dense depth fitted to sparse SfM points, and multi-view consistency on exact geometry."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,19 @@ def test_the_fits_median_is_numpys():
         values = rng.normal(size=count)
         assert _median(values) == np.median(values)
     assert _median(np.array([3.0, 1.0, 2.0, 2.0])) == 2.0  # ties, an even count
+
+
+def test_a_fit_does_not_extrapolate_beyond_the_points_corrections():
+    """A view of the COLMAP benchmark (4 scenes at 16 views, the demo's tiny MapAnything model):
+    126 bundle-adjusted points, a few near ones 3-5x closer than the network says. The robust
+    scale and shift (1.59, -1.63 m) with the smooth field on top put a corner of the view at
+    1,744 m in a room whose farthest point is 4.5 m; no pixel may be corrected by more than
+    most of the points are."""
+    case = np.load(Path(__file__).parent / "data" / "depth_fit_extrapolation.npz")
+    depth, pixels, z = (case[key].astype(np.float64) for key in ("depth", "pixels", "z"))
+    fitted, fit = fit_view_depth(depth, pixels, z)
+    assert fit.model == "smooth" and fit.points == 126  # the field that extrapolated
+    assert 0 < fitted.min() and fitted.max() < 2 * z.max(), (fitted.min(), fitted.max())
+    correction = fitted / depth
+    assert correction.max() / correction.min() < 20  # the points need 0.2-1.5 (7x); was ~400x
+    assert fit.after < 0.2  # and the points are still fitted (median error, in-sample)
