@@ -24,6 +24,7 @@ from pixio_3d.sfm import (
     poses_from_features,
     poses_from_keypoints,
     quiet_pycolmap_logs,
+    relative_pose,
     relative_pose_from_features,
     sift_extractor,
     sift_features,
@@ -123,6 +124,33 @@ def test_two_view_pose_and_triangulation_are_exact_on_exact_keypoints():
     world += cam2world[0][:3, 3]
     reprojected, _ = project(cam2world[1], world)
     np.testing.assert_allclose(reprojected, points1, atol=1e-3)
+
+
+def test_ransac_gives_up_on_a_small_pair_once_a_valid_pose_would_have_been_drawn():
+    """A pair of few matches needs far fewer trials to find a pose with ``min_inliers``
+    inliers, if one exists, than ``max_trials``; the count is the smallest that draws an
+    all-inlier sample with RANSAC_CONFIDENCE."""
+    from pixio_3d.sfm.two_view import RANSAC_CONFIDENCE, ransac_trials
+
+    settings = FeatureSettings()
+    counts = [ransac_trials(n, settings) for n in range(0, 80)]
+    assert counts == sorted(counts) and counts[0] == settings.min_trials
+    assert counts[-1] == settings.max_trials and min(counts) >= settings.min_trials
+    need, n = settings.min_inliers, 26
+    p = math.prod((need - k) / (n - k) for k in range(5))
+    trials = ransac_trials(n, settings)
+    assert settings.min_trials < trials < settings.max_trials
+    assert (1 - p) ** trials <= 1 - RANSAC_CONFIDENCE < (1 - p) ** (trials - 1)
+    # a real pair of 26 matches with 18 inliers still verifies with that many trials
+    cam2world = ring_cameras(2)
+    everything = np.arange(400)
+    features, _ = synthetic_features(cam2world, [everything, everything])
+    matches = match_descriptors(features[0][1], features[1][1])[:26]
+    first, second = features[0][0][matches[:, 0]], features[1][0][matches[:, 1]].copy()
+    rng = np.random.default_rng(0)
+    second[18:] = rng.uniform([0, 0], [WIDTH, HEIGHT], (8, 2))  # 8 wrong matches
+    found = relative_pose(first, second, K, K, (WIDTH, HEIGHT), settings)
+    assert found is not None and found[1][:18].sum() >= 17 and found[1][18:].sum() <= 1
 
 
 @pytest.mark.parametrize("wrong_fraction", [0.0, 0.3])
