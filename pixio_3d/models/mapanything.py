@@ -37,6 +37,7 @@ returns this project's reconstruction keys with world = the camera of view 0 exa
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -683,6 +684,7 @@ class MapAnythingModel(nn.Module):
         is_metric_scale: bool | torch.Tensor = True,
         views_per_chunk: int | None = None,
         autocast_dtype: torch.dtype | None = None,
+        dense_head_autocast: bool = False,
         progress: Any = None,
     ) -> dict[str, torch.Tensor]:
         """The raw prediction of ``B`` scenes of ``V`` views ``(B, V, 3, H, W)``
@@ -699,6 +701,10 @@ class MapAnythingModel(nn.Module):
         ``non_ambiguous_mask_logits (B, V, H, W)`` (all before the metric scale) and
         ``metric_scaling_factor (B,)``: MapAnything's outputs before its post-processing, and
         the prediction :class:`~pixio_3d.training.losses.ReconstructionLoss` trains.
+
+        ``autocast_dtype`` covers the encoder and the transformer; the dense (DPT) heads run in
+        fp32 as MapAnything's do, unless ``dense_head_autocast`` (a CPU's bf16 runs them ~3x
+        faster, moving the depth by ~0.5 %).
         """
         if images.ndim != 5:
             raise ValueError(f"images must be (B, V, 3, H, W), got shape {tuple(images.shape)}")
@@ -777,8 +783,11 @@ class MapAnythingModel(nn.Module):
             match = self.match_embed(match).transpose(2, 3).reshape(batch * views, -1, *grid)
             pose_maps = pose_maps + match
         dense_parts, pose_parts = [], []
+        dense_amp = amp if dense_head_autocast else contextlib.nullcontext
         for part in _chunks(batch * views, chunk):
-            decoded = self.dpt_regressor_head(self.dpt_feature_head([m[part] for m in maps]), size)
+            with dense_amp():
+                decoded = self.dpt_feature_head([m[part] for m in maps])
+                decoded = self.dpt_regressor_head(decoded, size).float()
             dense_parts.append(
                 dense_adaptor(decoded, self.config.depth_mode, self.config.confidence_vmin)
             )
@@ -810,7 +819,7 @@ class MapAnythingModel(nn.Module):
         ``images (B, V, 3, H, W)`` ImageNet-normalized; known ``intrinsics (B, V, 3, 3)``
         condition the network and are returned as given (with their rays). Further keyword
         inputs of :meth:`forward` (``depth_z``, ``camera_poses``, ``is_metric_scale``,
-        ``views_per_chunk``, ``autocast_dtype``) pass through. Defaults: bf16 autocast of the
+        ``views_per_chunk``, ``autocast_dtype``, ``dense_head_autocast``) pass through. Defaults: bf16 autocast of the
         encoder and the transformer where bf16 is native (CUDA; CPUs with AMX or AVX512-BF16 for
         a real-size model), the heads in fp32 as MapAnything does; fp32 elsewhere; ``progress`` (a tqdm bar over the views' encoding)
         on for a real-size model on a CPU.

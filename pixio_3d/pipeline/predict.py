@@ -63,8 +63,10 @@ def predict(
         precision: the network's arithmetic (:data:`pixio_core.precision.PRECISIONS`):
             ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where it is native: CUDA, CPUs with
             AMX or AVX512-BF16); None: the model's own default (fp32 for this project's
-            models, see :meth:`MapAnythingModel.infer` for the released ones). The pose
-            solvers and every output are fp32 either way.
+            models, see :meth:`MapAnythingModel.infer` for the released ones). With bf16 on
+            a CPU a MapAnything model runs its dense heads in bf16 too (MapAnything keeps them
+            in fp32; on a CPU that is ~3x slower). The pose solvers and every output are fp32
+            either way.
 
     Returns the outputs of :meth:`ReconstructionModel.infer`; with ``matches`` or ``features``
     also ``pose_support (B, V)``: the matches (``matches``) or the inliers of the view-graph
@@ -76,9 +78,7 @@ def predict(
     """
     if pose_solver not in POSE_SOLVERS:
         raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {pose_solver!r}")
-    network = (
-        {} if precision is None else {"autocast_dtype": autocast_dtype(precision, images.device)}
-    )
+    network = _network_precision(model, precision, images.device)
     if poses is not None:
         return _predict_with_known_cameras(
             model, images, intrinsics, poses, photos, feature_settings, fit_depth, network
@@ -113,6 +113,22 @@ def predict(
         pts3d=transform_points(poses, out["pts3d_cam"]),
     )
     return out
+
+
+def _network_precision(
+    model: ReconstructionModel | MapAnythingModel, precision: str | None, device: torch.device
+) -> dict[str, Any]:
+    """The keyword arguments of ``model.infer`` for ``precision`` (None: the model's own)."""
+    if precision is None:
+        return {}
+    dtype = autocast_dtype(precision, device)
+    network: dict[str, Any] = {"autocast_dtype": dtype}
+    if isinstance(model, MapAnythingModel) and dtype is not None and device.type == "cpu":
+        # MapAnything keeps its dense heads in fp32; on a CPU they are most of a small model's
+        # time, and bf16 runs them ~3x faster (tiny model, 16 views at 128x96: the network
+        # 0.28 -> 0.15-0.19 s, depth moved by a median 0.5 %, 99th percentile 1.6 %)
+        network["dense_head_autocast"] = True
+    return network
 
 
 def _default_photos(images: torch.Tensor) -> list[list[np.ndarray]]:

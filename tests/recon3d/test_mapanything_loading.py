@@ -158,6 +158,37 @@ def test_infer_contract_world_is_view_zero_and_given_cameras_are_honoured(tiny):
     torch.testing.assert_close(chunked["pts3d"], out["pts3d"], atol=1e-5, rtol=1e-5)
 
 
+def test_dense_heads_stay_fp32_unless_asked_and_predict_asks_on_a_cpu(tiny):
+    """MapAnything keeps its DPT heads in fp32 under autocast; ``dense_head_autocast`` runs them
+    in the autocast dtype too, and ``predict`` does that for bf16 on a CPU (~3x faster heads).
+    Every output stays fp32 and close."""
+    from pixio_3d.pipeline import predict
+
+    seen: list[torch.dtype] = []
+    hook = tiny.dpt_regressor_head.conv1.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype)
+    )
+    torch.manual_seed(3)
+    images = torch.randn(1, 2, 3, 48, 64)
+    intrinsics = torch.tensor([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]).expand(1, 2, 3, 3)
+    try:
+        with torch.inference_mode():
+            heads_fp32 = tiny.infer(images, intrinsics, autocast_dtype=torch.bfloat16)
+            heads_bf16 = tiny.infer(
+                images, intrinsics, autocast_dtype=torch.bfloat16, dense_head_autocast=True
+            )
+            fp32 = predict(tiny, images, intrinsics, precision="fp32")
+            bf16 = predict(tiny, images, intrinsics, precision="bf16")
+    finally:
+        hook.remove()
+    assert seen == [torch.float32, torch.bfloat16, torch.float32, torch.bfloat16]
+    for out in (heads_bf16, bf16):
+        assert out["depth_z"].dtype == torch.float32
+        relative = (out["depth_z"] - fp32["depth_z"]).abs() / fp32["depth_z"]
+        assert 0 < relative.max() and relative.median() < 0.02
+    assert not torch.equal(heads_fp32["depth_z"], heads_bf16["depth_z"])
+
+
 def test_an_untrained_model_starts_from_forward_rays(tiny):
     """Training from scratch starts from rays along the optical axis (the ray-z bias of the
     last dense conv); a loaded checkpoint replaces it."""
