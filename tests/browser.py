@@ -43,25 +43,31 @@ def chromium() -> str:
 
 
 def probe_page(
-    page: Path, probe: str, work: Path, screenshot: bool = True
+    page: Path, probe: str, work: Path, screenshot: bool = True, attempts: int = 3
 ) -> tuple[dict | None, Path | None]:
     """``(the probe's JSON, a screenshot or None)`` of ``page`` with ``probe`` injected before
-    ``</head>`` (into a copy; the page itself is not changed)."""
+    ``</head>`` (into a copy; the page itself is not changed). The page is opened again, up to
+    ``attempts`` times, while the probe finds nothing drawn (no JSON, or 0 points): under load
+    Chromium's dump can come before the viewer has decoded its scene."""
     text = page.read_text(encoding="utf-8")
     at = text.index("</head>")
     copy = work / f"probed_{page.name}"
     copy.write_text(text[:at] + probe + text[at:], encoding="utf-8")
     url = copy.resolve().as_uri()
-    dom = subprocess.run(
-        [chromium(), *FLAGS, "--dump-dom", url], capture_output=True, text=True, timeout=120
-    ).stdout
+    for _ in range(attempts):  # a loaded CPU can dump the page before the scene is decoded
+        dom = subprocess.run(
+            [chromium(), *FLAGS, "--dump-dom", url], capture_output=True, text=True, timeout=120
+        ).stdout
+        found = re.search(r'data-probe="([^"]*)"', dom)
+        probed = json.loads(html.unescape(found.group(1))) if found else None
+        if probed is not None and probed.get("points", 1) > 0:
+            break
     shot = work / f"{page.stem}.png" if screenshot else None
     if shot is not None:
         subprocess.run(
             [chromium(), *FLAGS, f"--screenshot={shot}", url], capture_output=True, timeout=120
         )
-    found = re.search(r'data-probe="([^"]*)"', dom)
-    return (json.loads(html.unescape(found.group(1))) if found else None), shot
+    return probed, shot
 
 
 def cdp_screenshot(
