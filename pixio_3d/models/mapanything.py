@@ -37,7 +37,6 @@ returns this project's reconstruction keys with world = the camera of view 0 exa
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -783,9 +782,8 @@ class MapAnythingModel(nn.Module):
             match = self.match_embed(match).transpose(2, 3).reshape(batch * views, -1, *grid)
             pose_maps = pose_maps + match
         dense_parts, pose_parts = [], []
-        dense_amp = amp if dense_head_autocast else contextlib.nullcontext
         for part in _chunks(batch * views, chunk):
-            with dense_amp():
+            with amp(enabled=dense_head_autocast and autocast_dtype is not None):
                 decoded = self.dpt_feature_head([m[part] for m in maps])
                 decoded = self.dpt_regressor_head(decoded, size).float()
             dense_parts.append(
@@ -819,10 +817,11 @@ class MapAnythingModel(nn.Module):
         ``images (B, V, 3, H, W)`` ImageNet-normalized; known ``intrinsics (B, V, 3, 3)``
         condition the network and are returned as given (with their rays). Further keyword
         inputs of :meth:`forward` (``depth_z``, ``camera_poses``, ``is_metric_scale``,
-        ``views_per_chunk``, ``autocast_dtype``, ``dense_head_autocast``) pass through. Defaults: bf16 autocast of the
-        encoder and the transformer where bf16 is native (CUDA; CPUs with AMX or AVX512-BF16 for
-        a real-size model), the heads in fp32 as MapAnything does; fp32 elsewhere; ``progress`` (a tqdm bar over the views' encoding)
-        on for a real-size model on a CPU.
+        ``views_per_chunk``, ``autocast_dtype``, ``dense_head_autocast``) pass through.
+        Defaults: bf16 autocast of the encoder and the transformer where bf16 is native (CUDA;
+        CPUs with AMX or AVX512-BF16 for a real-size model), the heads in fp32 as MapAnything
+        does; fp32 elsewhere; ``progress`` (a tqdm bar over the views' encoding) on for a
+        real-size model on a CPU.
         ``keep_match_logits``: also return ``match_logits`` (models with ``pose_matching``).
 
         Returns ``pts3d``, ``pts3d_cam (B, V, H, W, 3)``, ``ray_directions``,

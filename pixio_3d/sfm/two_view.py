@@ -64,17 +64,15 @@ def ransac_trials(matches: int, settings: FeatureSettings = DEFAULT_FEATURE_SETT
     ``RANSAC_CONFIDENCE``, one 5-point sample of inliers of a pose that has the
     ``settings.min_inliers`` a pair needs (at least ``settings.min_trials``).
 
-    A pair of 26 matches needs at most 197 trials for that, so a pair without a 15-inlier
-    pose is given up after 197 instead of 500 (on the COLMAP benchmark such pairs took a third
-    of the RANSAC time); pairs of more than about 32 matches keep ``max_trials``.
+    A pair of 26 matches needs at most 198 trials for that, so a pair without a 15-inlier
+    pose is given up after 198 instead of 500 (on the COLMAP benchmark such pairs took a third
+    of the RANSAC time); pairs of 32 matches or more keep ``max_trials``.
     """
     need = max(settings.min_inliers, 5)
-    if matches < need:
+    if matches <= need:  # every sample is all inliers of such a pose, if there is one
         return settings.min_trials
     # all 5 drawn (without replacement) among `need` inliers of `matches`
     p = math.prod((need - k) / (matches - k) for k in range(5))
-    if p >= 1.0:
-        return settings.min_trials
     trials = math.ceil(math.log(1.0 - RANSAC_CONFIDENCE) / math.log1p(-p))
     return int(min(settings.max_trials, max(settings.min_trials, trials)))
 

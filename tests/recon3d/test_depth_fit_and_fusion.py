@@ -169,7 +169,7 @@ def test_a_fit_does_not_extrapolate_beyond_the_points_corrections():
     """A view of the COLMAP benchmark (4 scenes at 16 views, the demo's tiny MapAnything model):
     126 bundle-adjusted points, a few near ones 3-5x closer than the network says. The robust
     scale and shift (1.59, -1.63 m) with the smooth field on top put a corner of the view at
-    1,744 m in a room whose farthest point is 4.5 m; no pixel may be corrected by more than
+    1,744 m, where the farthest SfM point is 4.5 m away; no pixel may be corrected by more than
     most of the points are."""
     case = np.load(Path(__file__).parent / "data" / "depth_fit_extrapolation.npz")
     depth, pixels, z = (case[key].astype(np.float64) for key in ("depth", "pixels", "z"))
