@@ -210,8 +210,10 @@ def _reconstruction(
         reconstruction.add_image_with_trivial_frame(image, pose)
     point_ids, color = [], np.zeros(3, np.uint8)
     for point, track in zip(points, tracks, strict=True):
-        elements = [pycolmap.TrackElement(int(v) + 1, int(k)) for v, k in track]
-        point_ids.append(reconstruction.add_point3D(point, pycolmap.Track(elements), color))
+        elements = pycolmap.Track()
+        for v, k in track.tolist():  # Python ints: ~4x faster than TrackElement objects
+            elements.add_element(v + 1, k)
+        point_ids.append(reconstruction.add_point3D(point, elements, color))
     return reconstruction, point_ids
 
 

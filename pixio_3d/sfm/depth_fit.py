@@ -113,6 +113,25 @@ def _bilinear_weights(pixels: np.ndarray, size: tuple[int, int], grid: tuple[int
     return weights
 
 
+def _axis_weights(length: int, controls: int) -> np.ndarray:
+    """``(length, controls)`` linear interpolation weights of the pixel centres of one image
+    axis on ``controls`` evenly spaced control points (one axis of :func:`_bilinear_weights`)."""
+    g = np.clip((np.arange(length) + 0.5) / length * (controls - 1), 0, controls - 1)
+    low = np.minimum(np.floor(g).astype(int), controls - 2)
+    weights = np.zeros((length, controls))
+    weights[np.arange(length), low] = 1 - (g - low)
+    weights[np.arange(length), low + 1] = g - low
+    return weights
+
+
+def _dense_field(field: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """The control points' ``field (gh * gw,)`` interpolated bilinearly at every pixel centre of
+    an image of ``size = (height, width)``: :func:`_bilinear_weights` of all pixels, as two
+    separable products (the weights of a pixel are its row's times its column's)."""
+    rows, cols = _axis_weights(size[0], grid[0]), _axis_weights(size[1], grid[1])
+    return rows @ field.reshape(grid) @ cols.T
+
+
 MODELS = ("none", "scale", "affine", "smooth")  # each adds to the one before
 
 
@@ -215,10 +234,9 @@ def fit_view_depth(
     scores = _cross_validated_errors(candidates, network, target, pixels, size, grid)
     model = min(candidates, key=lambda m: (scores[m], MODELS.index(m)))
     a, b, field = _fit(model, network, target, pixels, size, grid)
-    height, width = size
-    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    every = np.stack([cols.ravel(), rows.ravel()], axis=1)
-    fitted = _apply(a, b, field, depth.reshape(-1), every, size, grid).reshape(size)
+    fitted = a * depth + b
+    if field is not None:
+        fitted = fitted * np.exp(_dense_field(field, size, grid))
     # no pixel is corrected by more than most points are (2nd..98th percentile): a shift and
     # a field fitted to a few near outliers extrapolate (one benchmark view reached 1,744 m in
     # a 6 m room)
