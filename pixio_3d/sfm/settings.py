@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "FUSION_MODES",
+    "MATCH_PRECISIONS",
     "POSE_SOLVERS",
     "SIFT_BACKENDS",
     "FeatureSettings",
@@ -23,6 +24,7 @@ POSE_SOLVERS = ("head", "matches", "features")
 FUSION_MODES = ("consistent", "verified", "all")  # pixio_3d.sfm.fusion.Consistency.kept
 MIN_INLIERS = 15  # essential-matrix inliers for a view pair to join the view graph
 SIFT_BACKENDS = ("opencv", "colmap")  # FeatureSettings.sift
+MATCH_PRECISIONS = ("auto", "fp32", "bf16")  # FeatureSettings.match_precision
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class FeatureSettings:
     """Settings of the ``features`` pose solver.
 
     ``max_features`` SIFT keypoints per view; ``ratio`` Lowe's ratio test on descriptor angles;
+    ``match_precision`` of the descriptor similarities of all view pairs (``auto``: bf16 where
+    the CPU has native bf16 products, :func:`~pixio_3d.sfm.features.match_descriptors`);
     ``max_error`` RANSAC inlier threshold in pixels of the keypoint images; ``min_inliers`` per
     view pair; ``min_trials``/``max_trials`` bound the RANSAC iterations; ``seed`` makes RANSAC
     reproducible.
@@ -49,9 +53,10 @@ class FeatureSettings:
     faster but AUC@5 fell from 0.84 to 0.46 at 4 views). On the COLMAP benchmark (256x192, one
     thread) OpenCV's took 31 ms per image against pycolmap's 95 ms, at a small accuracy cost
     (known intrinsics, with the default 5 pairs per view: AUC@5 0.85 / 0.98 / 0.98 / 0.94 at
-    2 / 4 / 8 / 16 views, against 1.00 at each with pycolmap's SIFT and all pairs). ``max_pairs_per_view`` > 0 fits essential matrices only to
-    each view's best pairs (:func:`candidate_pairs`; 0: all pairs): 5 keeps every pair up to 6
-    views, and at 16 views cut the time by a quarter or more. ``bundle_adjustment`` refines the
+    2 / 4 / 8 / 16 views, against 1.00 at each with pycolmap's SIFT and all pairs).
+    ``max_pairs_per_view`` > 0 fits essential matrices only to each view's best pairs
+    (:func:`candidate_pairs`; 0: all pairs): 5 keeps every pair up to 6 views, and at 16 views
+    cut the time by a quarter or more. ``bundle_adjustment`` refines the
     chained poses (``ba_rounds`` rounds of at most ``ba_max_iterations`` Ceres iterations; 25
     gave the accuracy of 100 in half the time), dropping observations that reproject further
     than ``max_reprojection_error`` pixels before each round.
@@ -60,12 +65,17 @@ class FeatureSettings:
     def __post_init__(self) -> None:
         if self.sift not in SIFT_BACKENDS:
             raise ValueError(f"sift must be one of {SIFT_BACKENDS}, got {self.sift!r}")
+        if self.match_precision not in MATCH_PRECISIONS:
+            raise ValueError(
+                f"match_precision must be one of {MATCH_PRECISIONS}, got {self.match_precision!r}"
+            )
 
     max_features: int = 4096
     sift: str = "opencv"
     contrast_threshold: float = 0.02
     first_octave: int = -1
     ratio: float = 0.8
+    match_precision: str = "auto"
     max_error: float = 1.0
     min_inliers: int = MIN_INLIERS
     min_trials: int = 40

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from pixio_3d.sfm.features import match_descriptors
+from pixio_3d.sfm.features import bf16_descriptors, fast_bf16_matching, match_descriptors
 from pixio_3d.sfm.settings import DEFAULT_FEATURE_SETTINGS, FeatureSettings
 
 __all__ = [
@@ -159,13 +160,18 @@ def candidate_pairs(
     """The view pairs worth an essential-matrix fit, with their descriptor matches: every pair
     of ``usable`` views with at least ``settings.min_inliers`` matches, and with
     ``settings.max_pairs_per_view > 0`` only those among the top that many of either view (by
-    match count; RANSAC on pairs that share little costs the most and adds the least)."""
+    match count; RANSAC on pairs that share little costs the most and adds the least).
+    ``settings.match_precision`` picks float32 or bf16 similarities (:func:`match_descriptors`)."""
     views = len(features)
     found: dict[tuple[int, int], np.ndarray] = {}
+    descriptors: Sequence[Any] = [f[1] for f in features]
+    precision = settings.match_precision
+    if precision == "bf16" or (precision == "auto" and fast_bf16_matching()):
+        descriptors = [bf16_descriptors(d) for d in descriptors]
     for i in range(views):
         for j in range(i + 1, views):
             if usable[i] and usable[j]:
-                matches = match_descriptors(features[i][1], features[j][1], settings.ratio)
+                matches = match_descriptors(descriptors[i], descriptors[j], settings.ratio)
                 if len(matches) >= max(settings.min_inliers, 5):
                     found[i, j] = matches
     limit = settings.max_pairs_per_view
