@@ -23,6 +23,11 @@ MIN_POINTS = 6  # fewer triangulated points: no bundle adjustment
 # every allowed iteration. On the COLMAP benchmark's 16-view calls it took ~15 % off the
 # adjustment and moved no camera by more than 0.001 degrees.
 PARAMETER_TOLERANCE = 1e-6
+# ... and once a step lowers the cost by less than this (relative); COLMAP's 0 never stops on
+# it. On the benchmark's four 16-view scenes it cut the iterations of both rounds from 186 to
+# 121 (solve 73 -> 47 ms per scene) and left AUC@5 at 8 and 16 views where it was (0.955 /
+# 0.968 there, 0.600 / 0.582 on four scenes of seed 2000)
+FUNCTION_TOLERANCE = 1e-5
 
 
 class SparseDepth(NamedTuple):
@@ -288,6 +293,7 @@ def bundle_adjust(
     options.ceres.solver_options.num_threads = torch.get_num_threads()
     options.ceres.solver_options.max_num_iterations = max_iterations
     options.ceres.solver_options.parameter_tolerance = PARAMETER_TOLERANCE
+    options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
     for _ in range(rounds):
         points, kept = triangulate_tracks(features, tracks, world2cam, k_photo, max_error)
         if len(points) < MIN_POINTS:
