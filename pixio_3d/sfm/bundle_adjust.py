@@ -125,8 +125,8 @@ def feature_tracks(
     twice = (label[by_view][1:] == label[by_view][:-1]) & (view[by_view][1:] == view[by_view][:-1])
     consistent = (sizes >= 2) & ~np.isin(label[starts], label[by_view][1:][twice])
     observations = np.stack([view, nodes - offsets[view]], 1)
-    groups = np.split(observations, starts[1:])
-    return [group for group, ok in zip(groups, consistent, strict=True) if ok]
+    ends = starts + sizes  # slices: np.split is ~3x slower for a thousand tracks
+    return [observations[a:b] for a, b, ok in zip(starts, ends, consistent, strict=True) if ok]
 
 
 MIN_TRIANGULATION_EIGENVALUE = 1.0 - math.cos(math.radians(0.5))  # rays 0.5 degrees apart
@@ -177,8 +177,12 @@ def triangulate_tracks(
         error = np.linalg.norm(projected[:, :2] / projected[:, 2:] - pixels, axis=1)
     good = solvable[track_of] & (cam[:, 2] > 0) & (error < max_error)
     keep = np.bincount(track_of[good], minlength=len(tracks)) >= 2
-    masks = np.split(good, np.cumsum([len(t) for t in tracks])[:-1])
-    kept = [track[mask] for track, mask, ok in zip(tracks, masks, keep, strict=True) if ok]
+    # the kept observations of the kept tracks, cut into tracks by slices
+    lengths = np.bincount(track_of[good], minlength=len(tracks))[keep]
+    kept_observations = observations[good & keep[track_of]]
+    ends = np.cumsum(lengths)
+    pieces = zip(ends.tolist(), lengths.tolist(), strict=True)
+    kept = [kept_observations[b - n : b] for b, n in pieces]
     return points[keep], kept
 
 
