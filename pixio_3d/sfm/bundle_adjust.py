@@ -176,9 +176,10 @@ def triangulate_tracks(
     with np.errstate(divide="ignore", invalid="ignore"):
         error = np.linalg.norm(projected[:, :2] / projected[:, 2:] - pixels, axis=1)
     good = solvable[track_of] & (cam[:, 2] > 0) & (error < max_error)
-    keep = np.bincount(track_of[good], minlength=len(tracks)) >= 2
+    counts = np.bincount(track_of[good], minlength=len(tracks))
+    keep = counts >= 2
     # the kept observations of the kept tracks, cut into tracks by slices
-    lengths = np.bincount(track_of[good], minlength=len(tracks))[keep]
+    lengths = counts[keep]
     kept_observations = observations[good & keep[track_of]]
     ends = np.cumsum(lengths)
     pieces = zip(ends.tolist(), lengths.tolist(), strict=True)

@@ -89,46 +89,35 @@ def _robust_affine(network: np.ndarray, target: np.ndarray, shift: bool) -> tupl
     return a, b
 
 
+def _axis_weights(coords: np.ndarray, extent: int, controls: int) -> np.ndarray:
+    """``(n, controls)`` linear interpolation weights of positions ``coords (n,)`` along one
+    image axis of ``extent`` pixels on ``controls`` evenly spaced control points spanning it
+    (two distinct control points per position: ``controls >= 2``)."""
+    g = np.clip(coords / extent * (controls - 1), 0, controls - 1)
+    low = np.minimum(np.floor(g).astype(int), controls - 2)
+    weights = np.zeros((len(coords), controls))
+    rows = np.arange(len(coords))
+    weights[rows, low] = 1 - (g - low)
+    weights[rows, low + 1] = g - low
+    return weights
+
+
 def _bilinear_weights(pixels: np.ndarray, size: tuple[int, int], grid: tuple[int, int]):
     """``(n, gh * gw)`` bilinear interpolation weights of ``pixels (n, 2)`` (x, y) on a grid of
-    control points spanning an image of ``size = (height, width)``."""
-    height, width = size
-    gh, gw = grid
-    gx = np.clip(pixels[:, 0] / width * (gw - 1), 0, gw - 1)
-    gy = np.clip(pixels[:, 1] / height * (gh - 1), 0, gh - 1)
-    x0, y0 = (
-        np.minimum(np.floor(gx).astype(int), gw - 2),
-        np.minimum(np.floor(gy).astype(int), gh - 2),
-    )
-    fx, fy = gx - x0, gy - y0
-    weights = np.zeros((len(pixels), gh * gw))
-    rows = np.arange(len(pixels))
-    for dy, dx, w in (  # four distinct control points per pixel (grids of 2 x 2 or more)
-        (0, 0, (1 - fx) * (1 - fy)),
-        (0, 1, fx * (1 - fy)),
-        (1, 0, (1 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        weights[rows, (y0 + dy) * gw + x0 + dx] = w
-    return weights
-
-
-def _axis_weights(length: int, controls: int) -> np.ndarray:
-    """``(length, controls)`` linear interpolation weights of the pixel centres of one image
-    axis on ``controls`` evenly spaced control points (one axis of :func:`_bilinear_weights`)."""
-    g = np.clip((np.arange(length) + 0.5) / length * (controls - 1), 0, controls - 1)
-    low = np.minimum(np.floor(g).astype(int), controls - 2)
-    weights = np.zeros((length, controls))
-    weights[np.arange(length), low] = 1 - (g - low)
-    weights[np.arange(length), low + 1] = g - low
-    return weights
+    control points spanning an image of ``size = (height, width)``: per pixel the product of
+    its row's and its column's :func:`_axis_weights`."""
+    rows = _axis_weights(pixels[:, 1], size[0], grid[0])
+    cols = _axis_weights(pixels[:, 0], size[1], grid[1])
+    return (rows[:, :, None] * cols[:, None, :]).reshape(len(pixels), -1)
 
 
 def _dense_field(field: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
     """The control points' ``field (gh * gw,)`` interpolated bilinearly at every pixel centre of
     an image of ``size = (height, width)``: :func:`_bilinear_weights` of all pixels, as two
     separable products (the weights of a pixel are its row's times its column's)."""
-    rows, cols = _axis_weights(size[0], grid[0]), _axis_weights(size[1], grid[1])
+    centres = [np.arange(length) + 0.5 for length in size]
+    rows = _axis_weights(centres[0], size[0], grid[0])
+    cols = _axis_weights(centres[1], size[1], grid[1])
     return rows @ field.reshape(grid) @ cols.T
 
 

@@ -197,9 +197,8 @@ def match_descriptors(
     """
     if isinstance(first, Bf16Descriptors) and isinstance(second, Bf16Descriptors):
         return _match_bf16(first, second, ratio)
-    if isinstance(first, Bf16Descriptors) or isinstance(second, Bf16Descriptors):
-        first = first.exact if isinstance(first, Bf16Descriptors) else first
-        second = second.exact if isinstance(second, Bf16Descriptors) else second
+    first = first.exact if isinstance(first, Bf16Descriptors) else first  # float32 otherwise
+    second = second.exact if isinstance(second, Bf16Descriptors) else second
     if len(first) < 2 or len(second) < 2:
         return np.zeros((0, 2), np.int64)
     similarity = np.asarray(first, np.float32) @ np.asarray(second, np.float32).T
@@ -211,8 +210,21 @@ def match_descriptors(
     mutual = nearest >= similarity.max(axis=0)[best]
     similarity[rows, best] = -np.inf
     second_nearest = similarity.max(axis=1)
+    return _ratio_tested(best, nearest, second_nearest, mutual, ratio)
+
+
+def _ratio_tested(
+    best: np.ndarray,
+    nearest: np.ndarray,
+    second_nearest: np.ndarray,
+    candidate: np.ndarray,
+    ratio: float,
+) -> np.ndarray:
+    """The ``(M, 2)`` matches ``(row, best[row])`` of the ``candidate`` rows whose nearest
+    similarity passes Lowe's ratio test on angles against the second nearest; of rows with
+    the same column only the first is kept (as a column argmax would pick)."""
     angles = np.arccos(np.clip(np.stack([nearest, second_nearest]), -1.0, 1.0))
-    keep = np.flatnonzero(mutual & (angles[0] < ratio * angles[1]))
+    keep = np.flatnonzero(candidate & (angles[0] < ratio * angles[1]))
     _, first_of_column = np.unique(best[keep], return_index=True)
     keep = keep[np.sort(first_of_column)]
     return np.stack([keep, best[keep]], axis=1).astype(np.int64)
@@ -233,8 +245,4 @@ def _match_bf16(first: Bf16Descriptors, second: Bf16Descriptors, ratio: float) -
     nearest = np.einsum("nd,nd->n", first.exact, second.exact[best])
     second_nearest = np.einsum("nd,nd->n", first.exact, second.exact[runner_up])
     in_order = nearest >= second_nearest
-    angles = np.arccos(np.clip(np.stack([nearest, second_nearest]), -1.0, 1.0))
-    keep = np.flatnonzero(mutual & in_order & (angles[0] < ratio * angles[1]))
-    _, first_of_column = np.unique(best[keep], return_index=True)
-    keep = keep[np.sort(first_of_column)]
-    return np.stack([keep, best[keep]], axis=1).astype(np.int64)
+    return _ratio_tested(best, nearest, second_nearest, mutual & in_order, ratio)
