@@ -17,10 +17,14 @@ Every function is batched over leading dimensions and works for float32 and floa
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
     "average_point_norm",
+    "centred_pinhole_from_rays",
+    "plausible_focal_range",
     "depth_along_ray_from_z",
     "intrinsics_from_rays",
     "invert_pose",
@@ -253,6 +257,51 @@ def intrinsics_from_rays(rays: torch.Tensor) -> torch.Tensor:
     intrinsics = torch.zeros(rays.shape[:-3] + (3, 3), dtype=dtype, device=device)
     intrinsics[..., 0, 0], intrinsics[..., 0, 2] = fx, cx
     intrinsics[..., 1, 1], intrinsics[..., 1, 2] = fy, cy
+    intrinsics[..., 2, 2] = 1
+    return intrinsics
+
+
+# fields of view of a photo's longer side that a camera can have (a fisheye's 180 is not a
+# pinhole); a focal length outside them is a broken prediction or a degenerate adjustment
+PLAUSIBLE_FIELD_OF_VIEW_DEGREES = (10.0, 150.0)
+# COLMAP's start for a camera without a focal length prior: 1.2 x the longer side
+DEFAULT_FOCAL_FACTOR = 1.2
+
+
+def plausible_focal_range(height: int, width: int) -> tuple[float, float]:
+    """The focal lengths in pixels ``(low, high)`` that give the longer side of an image of
+    ``height x width`` a field of view in :data:`PLAUSIBLE_FIELD_OF_VIEW_DEGREES`."""
+    long_side = max(height, width)
+    widest, narrowest = (math.radians(d) / 2 for d in reversed(PLAUSIBLE_FIELD_OF_VIEW_DEGREES))
+    return long_side / (2 * math.tan(widest)), long_side / (2 * math.tan(narrowest))
+
+
+def centred_pinhole_from_rays(rays: torch.Tensor) -> torch.Tensor:
+    """The pinhole ``(..., 3, 3)`` with square pixels and the principal point at the image
+    centre (COLMAP's ``SIMPLE_PINHOLE`` as it starts one) closest to rays ``(..., H, W, 3)``:
+    the one focal length ``f`` that fits ``u - W/2 = f x/z`` and ``v - H/2 = f y/z`` over all
+    pixels with ``z > 0`` in least squares (pixel centres at ``+0.5``). Where that focal length
+    is not plausible (:func:`plausible_focal_range`: an untrained network's rays) it is COLMAP's
+    start instead, :data:`DEFAULT_FOCAL_FACTOR` x the longer side."""
+    _check_last_dims("rays", rays, tuple(rays.shape[-3:-1]) + (3,))
+    height, width = rays.shape[-3], rays.shape[-2]
+    dtype, device = rays.dtype, rays.device
+    cols = torch.arange(width, dtype=dtype, device=device) + 0.5 - width / 2
+    rows = (torch.arange(height, dtype=dtype, device=device) + 0.5 - height / 2)[:, None]
+    forward = rays[..., 2]
+    usable = forward > 1e-6
+    safe_forward = torch.where(usable, forward, torch.ones_like(forward))
+    slope_x = torch.where(usable, rays[..., 0] / safe_forward, 0)
+    slope_y = torch.where(usable, rays[..., 1] / safe_forward, 0)
+    numerator = (cols * slope_x + rows * slope_y).sum(dim=(-2, -1))
+    denominator = (slope_x * slope_x + slope_y * slope_y).sum(dim=(-2, -1))
+    focal = numerator / denominator.clamp_min(torch.finfo(dtype).tiny)
+    low, high = plausible_focal_range(height, width)
+    plausible = torch.isfinite(focal) & (focal >= low) & (focal <= high)
+    focal = torch.where(plausible, focal, DEFAULT_FOCAL_FACTOR * max(height, width))
+    intrinsics = torch.zeros(rays.shape[:-3] + (3, 3), dtype=dtype, device=device)
+    intrinsics[..., 0, 0] = intrinsics[..., 1, 1] = focal
+    intrinsics[..., 0, 2], intrinsics[..., 1, 2] = width / 2, height / 2
     intrinsics[..., 2, 2] = 1
     return intrinsics
 

@@ -75,7 +75,18 @@ def degenerate_inputs(
                 "the network's scale, unchecked"
             )
     elif pose_solver != "head" and "pose_support" in prediction:
-        unplaced = [names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0]
+        root = chain_root(prediction)
+        unplaced = [
+            names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0 and v != root
+        ]
+        if root:
+            group = sum(1 for v in range(views) if v == root or prediction["pose_support"][v] > 0)
+            warnings_found.append(
+                f"{names[0]} shares too few matches with the largest group of photos ({group}, "
+                f"chained from {names[root]}): that group is posed by geometry among itself, but "
+                f"where it sits relative to {names[0]} (the output's frame) is the network's "
+                f"guess of {names[root]}'s camera"
+            )
         if unplaced:
             warnings_found.append(
                 f"{len(unplaced)} photo(s) share too few matches with the others to be placed by "
@@ -84,6 +95,12 @@ def degenerate_inputs(
             )
         warnings_found += _weakly_tied(prediction, names)
     return warnings_found
+
+
+def chain_root(prediction: dict[str, np.ndarray]) -> int:
+    """The view the features solver chained the cameras from (0 unless the first photo was
+    outside the largest group of photos that share matches)."""
+    return int(prediction.get("pose_chain_root", 0))
 
 
 MIN_MULTI_VIEW = 10  # observations of points seen by 3+ views that tie a view's distance
@@ -95,7 +112,8 @@ def _weakly_tied(prediction: dict[str, np.ndarray], names: list[str]) -> list[st
     multi_view = prediction.get("pose_multi_view")
     if multi_view is None or (multi_view < 0).any():
         return []
-    placed = [v for v in range(len(names)) if v == 0 or prediction["pose_support"][v] > 0]
+    root = chain_root(prediction)
+    placed = [v for v in range(len(names)) if v == root or prediction["pose_support"][v] > 0]
     if len(placed) < 3:  # two views: one baseline, its length is the metric scale anyway
         return []
     weak = [names[v] for v in placed if multi_view[v] < MIN_MULTI_VIEW]
@@ -222,6 +240,11 @@ def build_summary(
         "metric_scaling_factor": float(prediction["metric_scaling_factor"]),
         "metric_scale": metric_scale_report(prediction, given=given_poses),
         **reprojection_error_entry(prediction),
+        **(
+            {"cameras_chained_from": str(photos.paths[chain_root(prediction)])}
+            if chain_root(prediction)
+            else {}
+        ),
         "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],
         "photos": per_photo,
     }

@@ -44,6 +44,7 @@ _EXPORTS = {
     "triangulated_depth": "pixio_3d.sfm.two_view",
     "ViewPair": "pixio_3d.sfm.view_graph",
     "chain_view_graph": "pixio_3d.sfm.view_graph",
+    "largest_component_root": "pixio_3d.sfm.view_graph",
 }
 __all__ = [
     "DEFAULT_FEATURE_SETTINGS",
@@ -56,6 +57,7 @@ __all__ = [
     "chain_view_graph",
     "depth_ratios",
     "feature_tracks",
+    "largest_component_root",
     "match_descriptors",
     "parse_feature_settings",
     "poses_from_features",
@@ -107,4 +109,5 @@ if TYPE_CHECKING:
     from pixio_3d.sfm.view_graph import (
         ViewPair,
         chain_view_graph,
+        largest_component_root,
     )

@@ -3,8 +3,8 @@
 The inlier matches of all verified view pairs are joined into tracks (connected components of
 the match graph), triangulated from the chained cameras (the point nearest to all rays), and
 adjusted with COLMAP's bundle adjuster through pycolmap (Ceres, Cauchy loss, gauge fixed on two
-cameras), optionally with a focal length per view. The result goes back to view 0's frame and
-the network's metric scale.
+cameras), optionally with a focal length per view. The result goes back to the chained frame
+(view 0's, where it was placed) and the network's metric scale.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from pixio_3d.geometry import plausible_focal_range
 from pixio_3d.sfm.view_graph import ViewPair
 
 MIN_POINTS = 6  # fewer triangulated points: no bundle adjustment
@@ -41,7 +42,7 @@ class SparseDepth(NamedTuple):
 
 
 class BundleResult(NamedTuple):
-    """``poses`` camera-to-world per placed view (view 0 the identity, metric), ``intrinsics``
+    """``poses`` camera-to-world per placed view (the first at its given pose, metric), ``intrinsics``
     (keypoint-image pixels), mean ``reprojection_error`` (px), ``num_points``, the ``sparse``
     observations, and the metric ``scale`` (median of the network's z over the points' z) with
     its ``scale_spread``: the interquartile range of the log ratios, as a factor (1.1 = the
@@ -277,8 +278,10 @@ def bundle_adjust(
     ``refine_focal``) by COLMAP's bundle adjustment (pycolmap/Ceres, Cauchy loss, gauge fixed
     on two cameras) of the tracks of all verified pairs (:func:`feature_tracks`), triangulated
     from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels); ``rounds``
-    times, re-triangulating in between as COLMAP does. The result is moved back to view 0's
-    frame and to the network's metric scale (median ratio of its z-depth to the points' at the
+    times, re-triangulating in between as COLMAP does; a refined focal length outside
+    :func:`~pixio_3d.geometry.plausible_focal_range` ends it (None). The result is moved back
+    to the frame of ``cam2world`` (its first view keeps its pose; view 0 where it is placed)
+    and to the network's metric scale (median ratio of its z-depth to the points' at the
     observations, over all views and pairs). Returns a :class:`BundleResult`, or None (too few
     points)."""
     import pycolmap
@@ -286,6 +289,7 @@ def bundle_adjust(
     tracks = feature_tracks(features, edges, set(cam2world))
     world2cam = {v: np.linalg.inv(cam2world[v])[:3] for v in sorted(cam2world)}
     k_photo = k_photo.copy()
+    low, high = plausible_focal_range(image_size[1], image_size[0])
     if refine_focal:  # SIMPLE_PINHOLE cameras: one focal length per placed view
         for v in world2cam:
             k_photo[v, 0, 0] = k_photo[v, 1, 1] = k_photo[v, [0, 1], [0, 1]].mean()
@@ -315,8 +319,8 @@ def bundle_adjust(
             world2cam[v] = reconstruction.image(v + 1).cam_from_world().matrix()
             if refine_focal:
                 focal = reconstruction.camera(v + 1).params[0]
-                if not (np.isfinite(focal) and focal > 0):
-                    return None
+                if not (np.isfinite(focal) and low <= focal <= high):
+                    return None  # a degenerate adjustment (a 170-degree lens fits anything)
                 k_photo[v, 0, 0] = k_photo[v, 1, 1] = focal
 
     views, pixels, z, multi_view = _observations(
@@ -327,12 +331,13 @@ def bundle_adjust(
     if len(ratios) < MIN_POINTS:
         return None
     scale = float(np.median(ratios))
-    reference = np.vstack([world2cam[0], [0.0, 0.0, 0.0, 1.0]])
+    first = min(world2cam)  # view 0 where it was placed: back where it was, the rest metric
+    reference = np.vstack([world2cam[first], [0.0, 0.0, 0.0, 1.0]])
     poses = {}
     for v, from_world in world2cam.items():
         pose = reference @ np.linalg.inv(np.vstack([from_world, [0.0, 0.0, 0.0, 1.0]]))
-        pose[:3, 3] *= scale  # view 0 at the identity, metric
-        poses[v] = pose
+        pose[:3, 3] *= scale  # in the first view's camera frame, metric
+        poses[v] = cam2world[first] @ pose
     reconstruction.update_point_3d_errors()
     error = float(reconstruction.compute_mean_reprojection_error())
     in_front = z > 0

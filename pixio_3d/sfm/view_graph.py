@@ -1,5 +1,6 @@
 """The view graph of the ``features`` solver: verified view pairs as edges, chained into one
-frame by a maximum spanning tree grown from view 0 (Prim; edge weight: inlier count)."""
+frame by a maximum spanning tree (Prim; edge weight: inlier count) of its largest connected
+component, grown from that component's first view (view 0 where it belongs to it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ViewPair", "chain_view_graph"]
+__all__ = ["ViewPair", "chain_view_graph", "largest_component_root"]
 
 
 class ViewPair(NamedTuple):
@@ -21,14 +22,33 @@ class ViewPair(NamedTuple):
     matches: np.ndarray  # (n, 2) inlier keypoint indices into views i and j
 
 
+def largest_component_root(edges: Sequence[ViewPair], views: int) -> int:
+    """The first view of the view graph's largest connected component (most views; of equal
+    ones the component with the lowest view, so view 0's wins a tie): the root the chain grows
+    from. A view in no edge is a component of its own."""
+    label = list(range(views))
+
+    def find(view: int) -> int:
+        while label[view] != view:
+            label[view] = label[label[view]]
+            view = label[view]
+        return view
+
+    for edge in edges:
+        a, b = find(edge.i), find(edge.j)
+        label[max(a, b)] = min(a, b)  # each component's label: its lowest view
+    roots = [find(view) for view in range(views)]
+    return max(range(views), key=lambda view: (roots.count(view), -view)) if views else 0
+
+
 def chain_view_graph(
-    edges: Sequence[ViewPair], views: int
+    edges: Sequence[ViewPair], views: int, root: int = 0
 ) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Camera-to-world poses ``{view: (4, 4)}`` in the frame of view 0 (the identity) of every
-    view the edges reach from view 0, each placed by the strongest edge from the views placed
-    before it, and the inlier count of that edge per view ``(views,)`` (0 for view 0 and for
+    """Camera-to-world poses ``{view: (4, 4)}`` in the frame of view ``root`` (the identity) of
+    every view the edges reach from it, each placed by the strongest edge from the views placed
+    before it, and the inlier count of that edge per view ``(views,)`` (0 for the root and for
     views not reached)."""
-    cam2world = {0: np.eye(4)}
+    cam2world = {root: np.eye(4)}
     placed_by = np.zeros(views, np.int64)
     while True:  # Prim: the strongest edge from the placed views to a new one
         frontier = [e for e in edges if (e.i in cam2world) != (e.j in cam2world)]

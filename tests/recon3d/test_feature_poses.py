@@ -19,6 +19,7 @@ from pixio_3d.sfm import (
     FeatureSettings,
     ViewPair,
     candidate_pairs,
+    largest_component_root,
     match_descriptors,
     parse_feature_settings,
     poses_from_features,
@@ -197,6 +198,30 @@ def test_views_the_graph_cannot_reach_keep_their_fallback_pose():
     assert placed.tolist()[0] == 0 and placed[1] > 0 and placed[2] == 0
     assert torch.equal(poses[2], fallback[2]) and torch.equal(poses[0], fallback[0])
     assert not torch.equal(poses[1], fallback[1])
+
+
+def test_the_largest_group_of_views_is_chained_even_without_view_0():
+    """Views 0 and 1 share points only with each other; views 2-5 share theirs: the four are
+    chained from view 2 and bundle-adjusted, placed where the fallback puts view 2; views 0 and
+    1 keep their fallback poses (before, growing from view 0, all of 2-5 kept the head's)."""
+    world = ring_cameras(6, step_deg=15.0)
+    first, second = np.arange(0, 200), np.arange(200, 400)
+    features, depth = synthetic_features(world, [first, first, second, second, second, second])
+    truth = np.linalg.inv(world[0]) @ world  # view 0 is the world frame
+    intrinsics = torch.from_numpy(K).expand(6, 3, 3)
+    fallback = torch.from_numpy(truth.copy())
+    fallback[3:, :3, 3] += 0.5  # a wrong guess for every view but 0-2
+    found = poses_from_keypoints(features, (WIDTH, HEIGHT), intrinsics, depth, fallback)
+    assert found.root == 2 and found.num_points > 100
+    assert found.placed[:3].tolist() == [0, 0, 0] and bool((found.placed[3:] >= 15).all())
+    assert torch.equal(found.poses[:2], fallback[:2])
+    rotation, translation = errors_deg(found.poses[2:], truth[2:])
+    assert rotation.max() < 0.1 and translation.max() < 0.2
+    np.testing.assert_allclose(found.poses[2:, :3, 3].numpy(), truth[2:, :3, 3], atol=2e-3)
+    edges = [ViewPair(20, 0, 1, np.eye(4), np.zeros((0, 2))), ViewPair(20, 3, 4, np.eye(4), None)]
+    assert largest_component_root(edges, 5) == 0  # a tie: view 0's group
+    assert largest_component_root([*edges, edges[1]._replace(i=4, j=2)], 5) == 2
+    assert largest_component_root([], 3) == 0
 
 
 def test_bundle_adjustment_refines_noisy_poses_and_wrong_focal_lengths():
@@ -417,14 +442,21 @@ def test_infer_with_the_feature_solver(rendered):
     support = solved["pose_support"][0]
     assert "pose_support" not in head and support[0] == 0 and bool((support[1:] >= 15).all())
     assert 0 < solved["pose_reprojection_error"][0] < 1.0  # px of the 256x192 photos
-    # the untrained model's focal lengths give a ~5 degree field of view: the rays of the
-    # matches are too close to parallel to triangulate, so no bundle adjustment runs and the
-    # fitted intrinsics stay
+    # the untrained model's rays fit no plausible pinhole with a centred principal point (its
+    # free fit has cx < 0): the cameras start at COLMAP's 1.2 x the longer side (154 px for
+    # the true 90.5), and the bundle adjustment finds the focal lengths from the photos
     plain = model.infer(x)
+    assert bool((plain["intrinsics"][0, :, 0, 2] < 0).any())
     estimated = predict(model, x, pose_solver="features", photos=[list(rendered.rgb)])
-    assert torch.isnan(estimated["pose_reprojection_error"]).all()
-    torch.testing.assert_close(estimated["intrinsics"], plain["intrinsics"])
-    torch.testing.assert_close(estimated["pts3d_cam"], plain["pts3d_cam"])
+    found = estimated["intrinsics"][0]
+    torch.testing.assert_close(found[:, 0, 0], found[:, 1, 1])  # square pixels
+    torch.testing.assert_close(found[:, :2, 2], torch.tensor([64.0, 48.0]).expand(4, 2))
+    true_focal = 0.5 * rendered.intrinsics[0, 0, 0]
+    assert float((found[:, 0, 0] / true_focal - 1).abs().max()) < 0.15
+    assert 0 < estimated["pose_reprojection_error"][0] < 1.0
+    rotation, _ = errors_deg(estimated["camera_poses"][0], gt)
+    assert rotation.max() < 5.0 < head_rotation.max()
+    torch.testing.assert_close(estimated["pts3d_cam"][..., 2], estimated["depth_z"])
     # without photos the keypoints come from the (128x96) views themselves: it runs
     low = predict(model, x, intrinsics, pose_solver="features")
     assert low["camera_poses"].shape == (1, 4, 4, 4)

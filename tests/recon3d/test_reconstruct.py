@@ -242,11 +242,20 @@ def test_exif_focal_lengths_fix_the_cameras_unless_turned_off(tmp_path, renders,
         np.testing.assert_allclose(original[[0, 1], [0, 1]], expected, rtol=1e-6)
     # without EXIF focal lengths the untrained model's own rays are used: they are no pinhole
     with pytest.raises(ValueError, match="no valid pinhole camera"):
-        reconstruct_photos(photos, tmp_path / "fitted", model, exif_focal=False, **FAST)
+        reconstruct_photos(
+            photos, tmp_path / "fitted", model, exif_focal=False, pose_solver="head", **FAST
+        )
+    # the features solver starts from a centred square-pixel camera instead (COLMAP's 1.2 x
+    # the longer side where the rays give no plausible one) and refines its focal length
+    fitted = reconstruct_photos(photos, tmp_path / "fitted", model, exif_focal=False, **FAST)
+    assert fitted["intrinsics_source"].startswith("fitted to the predicted rays")
+    for photo in fitted["photos"]:
+        k = np.array(photo["intrinsics"])
+        assert k[0, 0] == pytest.approx(k[1, 1]) and 0.13 * WIDTH < k[0, 0] < 5.8 * WIDTH
     (photos / "view2.jpg").unlink()
     Image.fromarray(renders[2]).save(photos / "view2.png")  # no EXIF: all photos need one
     with pytest.raises(ValueError, match="no valid pinhole camera"):
-        reconstruct_photos(photos, tmp_path / "mixed", model, **FAST)
+        reconstruct_photos(photos, tmp_path / "mixed", model, pose_solver="head", **FAST)
 
 
 def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, checkpoints):
@@ -318,8 +327,9 @@ def test_rays_without_a_pinhole_camera_error_and_name_the_fix(tmp_path, renders,
     with torch.no_grad():  # all rays along the optical axis: no focal length fits
         last.weight[:3] = 0
         last.bias[:3] = 0
+    # (the features solver would start from COLMAP's default camera instead: see the EXIF test)
     with pytest.raises(ValueError, match=r"no valid pinhole camera.*view0.jpg.*--focal-px"):
-        reconstruct_photos(photos, tmp_path / "out", flat, **FAST)
+        reconstruct_photos(photos, tmp_path / "out", flat, pose_solver="head", **FAST)
     assert not (tmp_path / "out").exists()
 
 
@@ -372,6 +382,29 @@ def test_summary_gives_the_bundle_adjustment_error_only_when_one_ran():
     assert _reprojection_error({"pose_reprojection_error": np.array(0.25)}) == {
         "bundle_adjustment_reprojection_error_px": 0.25
     }
+
+
+def test_a_first_photo_outside_the_chained_group_is_reported():
+    from pixio_3d.pipeline.report import degenerate_inputs
+
+    rng = np.random.default_rng(0)
+    colors = rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    cam2world = np.eye(4)[None].repeat(4, 0)
+    cam2world[:, 0, 3] = np.arange(4.0)  # every camera with a baseline
+    prediction = {
+        "camera_poses": cam2world,
+        "depth_z": np.ones((4, 8, 8)),
+        "pose_support": np.array([0.0, 0.0, 40.0, 35.0]),
+        "pose_chain_root": np.array(1.0),
+    }
+    warnings = degenerate_inputs(colors, prediction, names, "features")
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("a.jpg shares too few matches with the largest group of photos")
+    assert "(3, chained from b.jpg)" in warnings[0] and "guess of b.jpg's camera" in warnings[0]
+    prediction["pose_chain_root"] = np.array(0.0)  # view 0 chained: b.jpg is the unplaced one
+    (warning,) = degenerate_inputs(colors, prediction, names, "features")
+    assert warning.startswith("1 photo(s) share too few matches") and "(b.jpg)" in warning
 
 
 def test_duplicate_photos_and_unplaced_views_are_reported(tmp_path, renders, model, capsys):
