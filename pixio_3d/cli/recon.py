@@ -192,24 +192,30 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"points: {counts['written']} written of {counts['pixels']} pixels "
         f"({counts['confident']} with confidence >= {summary['point_cloud']['min_confidence']:.3g})"
     )
-    print(f"wrote to {out}:")
-    print(f"  points.ply      coloured point cloud ({counts['written']} points)")
-    print(f"  scene.glb       points + {summary['num_views']} camera frusta")
-    print(
-        f"  sparse/0        COLMAP model ({summary['colmap']['images']} images, "
-        f"{summary['colmap']['points3D']} points) with images/"
-    )
-    print("  depth/          z-depth PNG + .npy per photo")
     fusion = summary["fusion"]
     print(
         f"fusion: {fusion['consistent']} of {fusion['pixels']} pixels consistent across views "
         f"({fusion['seen_by_another_view']} seen by another view)"
     )
-    print("  confidence/     multi-view support PNG + .npy per photo (network_confidence/: .npy)")
-    print("  preview.png     render of the point cloud")
-    print(
-        f"  summary.json    cameras, skipped files, timings ({summary['seconds']['total']:.1f} s)"
-    )
+    print(f"wrote to {out}:")
+    described = {
+        "sparse": f"COLMAP model ({summary['colmap']['images']} images, "
+        f"{summary['colmap']['points3D']} points); images/ holds its photos",
+        "transforms.json": "cameras for NeRF / Gaussian-splatting tools (nerfstudio format)",
+        "points.ply": f"coloured point cloud ({counts['written']} points)",
+        "scene.glb": f"points + {summary['num_views']} camera frusta",
+        "depth": "z-depth PNG (colour bar in metres) + .npy per photo",
+        "confidence": "multi-view support PNG + .npy per photo",
+        "network_confidence": "the network's own confidence, .npy per photo",
+        "depth_original": "z-depth at each original photo's size, .npy",
+        "preview.png": "render of the point cloud",
+        "viewer.html": "3D viewer page: open it in a browser, works offline",
+        "summary.json": f"cameras, warnings, timings ({summary['seconds']['total']:.1f} s)",
+    }
+    for name in summary.get("outputs", described):
+        if name in described:
+            shown = f"{name}/" if "." not in name else name
+            print(f"  {shown:<20s}{described[name]}")
 
 
 def main(argv: list[str] | None = None) -> None:

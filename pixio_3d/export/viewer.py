@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -96,6 +97,9 @@ def write_viewer_html(
     center, size = scene_extent(points, poses[:, :3, 3])
     sizes = [tuple(image_hw)] * len(poses) if np.ndim(image_hw[0]) == 0 else list(image_hw)
 
+    # the recording server's "server listening / closing" lines are websockets' INFO logs,
+    # which an entry point's INFO logging would print
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
     try:

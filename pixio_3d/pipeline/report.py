@@ -60,6 +60,8 @@ def degenerate_inputs(
         )
         distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
         np.fill_diagonal(distances, np.inf)
+        guessed = _guessed_cameras(prediction, pose_solver)
+        distances[guessed] = distances[:, guessed] = np.inf  # their own warning says so
         for view in np.flatnonzero(distances.min(axis=1) < MIN_BASELINE * scale):
             warnings_found.append(
                 f"{names[view]} has no baseline to any other photo (camera within "
@@ -95,6 +97,19 @@ def degenerate_inputs(
             )
         warnings_found += _weakly_tied(prediction, names)
     return warnings_found
+
+
+def _guessed_cameras(prediction: dict[str, np.ndarray], pose_solver: str) -> np.ndarray:
+    """``(V,)`` True for views whose camera is the network's guess where a geometric solver
+    placed the others: a baseline measured to such a camera means nothing."""
+    support = prediction.get("pose_support")
+    views = len(prediction["camera_poses"])
+    if pose_solver in ("head", "given") or support is None:
+        return np.zeros(views, dtype=bool)
+    root = chain_root(prediction)
+    placed = np.asarray(support) > 0
+    placed[root] = True  # the chain's root (view 0 unless it was outside the group)
+    return ~placed
 
 
 def chain_root(prediction: dict[str, np.ndarray]) -> int:

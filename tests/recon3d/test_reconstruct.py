@@ -7,6 +7,7 @@ one at twice the size), next to a text file and a broken JPEG.
 
 import copy
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -258,7 +259,7 @@ def test_exif_focal_lengths_fix_the_cameras_unless_turned_off(tmp_path, renders,
         reconstruct_photos(photos, tmp_path / "mixed", model, pose_solver="head", **FAST)
 
 
-def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, checkpoints):
+def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, checkpoints, capfd):
     photos = _write_photos(tmp_path / "photos", renders)
     out = tmp_path / "out"
     out.mkdir()
@@ -268,8 +269,16 @@ def test_existing_reconstruction_kept_without_overwrite(tmp_path, renders, check
     with pytest.raises(SystemExit, match="--feature-settings: feature setting 'pairs=2'"):
         recon_main(common + ["--feature-settings", "pairs=2"])
     assert [p.name for p in out.iterdir()] == ["my_notes.md"]
+    capfd.readouterr()
     recon_main(common + ["--voxel-size", "0", "--feature-settings", "max_pairs_per_view=2"])
+    printed = capfd.readouterr()
     written = json.loads((out / "summary.json").read_text())
+    listed = printed.out.split(f"wrote to {out}:")[1]  # every output, the viewer page too
+    for name in written["outputs"]:
+        assert name in listed, name
+    assert "viewer.html" in written["outputs"]
+    # the viewer's recording server logs "server listening" at INFO, which pixio-recon shows
+    assert logging.getLogger("websockets").getEffectiveLevel() >= logging.WARNING
     assert written["pose_solver"] == "features"
     assert written["feature_settings"]["max_pairs_per_view"] == 2
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -405,6 +414,12 @@ def test_a_first_photo_outside_the_chained_group_is_reported():
     prediction["pose_chain_root"] = np.array(0.0)  # view 0 chained: b.jpg is the unplaced one
     (warning,) = degenerate_inputs(colors, prediction, names, "features")
     assert warning.startswith("1 photo(s) share too few matches") and "(b.jpg)" in warning
+    # a guessed camera on top of a placed one is no "no baseline" case; two placed ones are
+    prediction["camera_poses"][1, 0, 3] = 2.0
+    assert len(degenerate_inputs(colors, prediction, names, "features")) == 1
+    prediction["pose_support"][1] = 30.0
+    (warning, other) = degenerate_inputs(colors, prediction, names, "features")
+    assert warning.startswith("b.jpg has no baseline") and other.startswith("c.jpg has no")
 
 
 def test_duplicate_photos_and_unplaced_views_are_reported(tmp_path, renders, model, capsys):
