@@ -34,6 +34,11 @@ from pixio_3d.sfm.settings import DEFAULT_FEATURE_SETTINGS, FeatureSettings
 from pixio_3d.sfm.two_view import candidate_pairs, triangulated_depth, verified_pair
 from pixio_3d.sfm.view_graph import ViewPair, chain_view_graph, largest_component_root
 
+# the median relative change of the placed views' focal lengths in an adjustment above which
+# the pairs are verified again (1 px inlier threshold: 2 % of a 180 px focal length moves a
+# point 100 px off-centre by 1.1 px)
+REVERIFY_FOCAL_CHANGE = 0.02
+
 __all__ = ["FeaturePoses", "poses_from_features", "poses_from_keypoints", "refine_with_features"]
 
 
@@ -131,16 +136,69 @@ def poses_from_keypoints(
     k_photo = to_photo @ intrinsics.detach().double().cpu().numpy()
     usable_k = np.isfinite(k_photo).all(axis=(1, 2)) & (k_photo[:, [0, 1], [0, 1]] > 0).all(1)
     depth = depth_z.detach().double().cpu().numpy()
-    edges: list[ViewPair] = []
     # a view without a pinhole camera is in no pair: it keeps its fallback pose
-    for (i, j), candidates in candidate_pairs(features, usable_k, settings).items():
+    candidates = candidate_pairs(features, usable_k, settings)
+    # predicted intrinsics: where the adjustment moved the focal lengths, the pairs are
+    # verified again with its focal lengths (the first essential matrices were fitted with the
+    # network's), then chained and adjusted again
+    passes = max(1, settings.focal_passes) if refine_focal else 1
+    best = None
+    for _ in range(passes):
+        edges = _verified_edges(
+            features, candidates, k_photo, depth, to_photo, image_size, settings
+        )
+        found = _chained_and_adjusted(
+            features, edges, views, k_photo, depth, to_photo, image_size, fallback, settings,
+            refine_focal,
+        )  # fmt: skip
+        if best is not None and not found.num_points:
+            break  # the second pass found no adjustment: keep the first's
+        best = found
+        placed = sorted(found.cam2world)
+        change = np.median(np.abs(found.intrinsics[placed, 0, 0] / k_photo[placed, 0, 0] - 1))
+        if not found.num_points or change < REVERIFY_FOCAL_CHANGE:
+            break
+        k_photo = found.intrinsics
+    cam2world, placed_by, root, k_photo, error, num_points, sparse, spread, multi_view = best
+    poses = fallback.detach().clone()
+    for view, pose in cam2world.items():
+        if view > 0:  # view 0 is the world frame
+            poses[view] = torch.from_numpy(pose).to(poses)
+    k_network = torch.from_numpy(np.linalg.inv(to_photo) @ k_photo).to(intrinsics)
+    return FeaturePoses(
+        poses,
+        torch.from_numpy(placed_by),
+        k_network,
+        error,
+        num_points,
+        sparse,
+        spread,
+        torch.from_numpy(multi_view),
+        root,
+    )
+
+
+def _verified_edges(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    candidates: dict[tuple[int, int], np.ndarray],
+    k_photo: np.ndarray,
+    depth: np.ndarray,
+    to_photo: np.ndarray,
+    image_size: tuple[int, int],
+    settings: FeatureSettings,
+) -> list[ViewPair]:
+    """The view graph's edges: each candidate pair's essential-matrix pose with ``k_photo``,
+    its translation at the network's metric scale (median ratio of the predicted z-depth to
+    the triangulated one at the inliers in front of both cameras)."""
+    edges = []
+    for (i, j), matches in candidates.items():
         found = verified_pair(
-            features[i], features[j], k_photo[i], k_photo[j], image_size, settings, candidates
+            features[i], features[j], k_photo[i], k_photo[j], image_size, settings, matches
         )
         if found is None:
             continue
-        pose, matches = found
-        points_i, points_j = features[i][0][matches[:, 0]], features[j][0][matches[:, 1]]
+        pose, inliers = found
+        points_i, points_j = features[i][0][inliers[:, 0]], features[j][0][inliers[:, 1]]
         z_i, z_j = triangulated_depth(points_i, points_j, k_photo[i], k_photo[j], pose)
         in_front = np.where(z_j > 0, z_i, np.nan)  # points in front of both cameras
         views_i = np.full(len(z_i), i)
@@ -148,7 +206,35 @@ def poses_from_keypoints(
         if len(ratios) < MIN_MATCHES:
             continue
         pose[:3, 3] *= np.median(ratios)
-        edges.append(ViewPair(len(matches), i, j, pose, matches))
+        edges.append(ViewPair(len(inliers), i, j, pose, inliers))
+    return edges
+
+
+class _Pass(NamedTuple):
+    cam2world: dict[int, np.ndarray]
+    placed_by: np.ndarray
+    root: int
+    intrinsics: np.ndarray
+    error: float
+    num_points: int
+    sparse: SparseDepth | None
+    spread: float
+    multi_view: np.ndarray
+
+
+def _chained_and_adjusted(
+    features: Sequence[tuple[np.ndarray, np.ndarray]],
+    edges: list[ViewPair],
+    views: int,
+    k_photo: np.ndarray,
+    depth: np.ndarray,
+    to_photo: np.ndarray,
+    image_size: tuple[int, int],
+    fallback: torch.Tensor,
+    settings: FeatureSettings,
+    refine_focal: bool,
+) -> _Pass:
+    """The edges chained over the view graph's largest group and bundle-adjusted."""
     # the largest group of views that share matches; when view 0 is not in it (a photo that
     # overlaps only one other, or none), the group is chained from its first view, placed
     # where the fallback puts that view
@@ -157,7 +243,6 @@ def poses_from_keypoints(
     if root != 0:
         anchor = fallback[root].detach().double().cpu().numpy()
         cam2world = {view: anchor @ pose for view, pose in cam2world.items()}
-    error, num_points, sparse, spread = float("nan"), 0, None, float("nan")
     multi_view = np.full(views, -1, np.int64)
     if settings.bundle_adjustment and len(cam2world) >= 2:
         adjusted = bundle_adjust(
@@ -174,24 +259,19 @@ def poses_from_keypoints(
             max_iterations=settings.ba_max_iterations,
         )
         if adjusted is not None:
-            cam2world, k_photo, error, num_points = adjusted[:4]
-            sparse, spread = adjusted.sparse, adjusted.scale_spread
-            multi_view = adjusted.multi_view
-    poses = fallback.detach().clone()
-    for view, pose in cam2world.items():
-        if view > 0:  # view 0 is the world frame
-            poses[view] = torch.from_numpy(pose).to(poses)
-    k_network = torch.from_numpy(np.linalg.inv(to_photo) @ k_photo).to(intrinsics)
-    return FeaturePoses(
-        poses,
-        torch.from_numpy(placed_by),
-        k_network,
-        error,
-        num_points,
-        sparse,
-        spread,
-        torch.from_numpy(multi_view),
-        root,
+            return _Pass(
+                adjusted.poses,
+                placed_by,
+                root,
+                adjusted.intrinsics,
+                adjusted.reprojection_error,
+                adjusted.num_points,
+                adjusted.sparse,
+                adjusted.scale_spread,
+                adjusted.multi_view,
+            )
+    return _Pass(
+        cam2world, placed_by, root, k_photo, float("nan"), 0, None, float("nan"), multi_view
     )
 
 

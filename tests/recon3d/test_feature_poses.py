@@ -455,7 +455,17 @@ def test_infer_with_the_feature_solver(rendered):
     assert float((found[:, 0, 0] / true_focal - 1).abs().max()) < 0.15
     assert 0 < estimated["pose_reprojection_error"][0] < 1.0
     rotation, _ = errors_deg(estimated["camera_poses"][0], gt)
-    assert rotation.max() < 5.0 < head_rotation.max()
+    assert rotation.max() < 1.5 < 5.0 < head_rotation.max()
+    # the second pass (pairs verified again with the refined focal lengths) is what gets the
+    # rotations there: one pass left 2.95 degrees
+    one_pass = predict(
+        model,
+        x,
+        pose_solver="features",
+        photos=[list(rendered.rgb)],
+        feature_settings=FeatureSettings(focal_passes=1),
+    )
+    assert errors_deg(one_pass["camera_poses"][0], gt)[0].max() > 2 * rotation.max()
     torch.testing.assert_close(estimated["pts3d_cam"][..., 2], estimated["depth_z"])
     # without photos the keypoints come from the (128x96) views themselves: it runs
     low = predict(model, x, intrinsics, pose_solver="features")
