@@ -5,7 +5,8 @@ solver, no file writer, no OpenCV or pycolmap).
   :mod:`~pixio_3d.models.trunk` (alternating frame / global attention) and the
   :mod:`~pixio_3d.models.heads` (pose head, soft matches) plus a DPT head;
 * :mod:`~pixio_3d.models.mapanything`: the architecture of the released MapAnything-with-Pixio
-  model (parameter names as the released files), loaded by
+  model (parameter names as the released files; its DPT, pose and scale heads in
+  :mod:`~pixio_3d.models.mapanything_heads`), loaded by
   :func:`~pixio_3d.models.released.load_reconstruction_model` (hub id, either released folder
   layout, or this project's checkpoints);
 * :mod:`~pixio_3d.models.mono`: monocular dense heads (depth, segmentation).

@@ -31,8 +31,8 @@ from pixio_3d.models.mapanything import (
     MapAnythingConfig,
     MapAnythingModel,
     UnsupportedReconstructionConfig,
-    released_pose_head_width,
 )
+from pixio_3d.models.mapanything_heads import released_pose_head_width
 from pixio_core.checkpoint import CheckpointMismatchError
 from pixio_core.loading import mismatch_report
 from pixio_core.models.encoder import EncoderConfig

@@ -35,10 +35,12 @@ from uniception.models.prediction_heads.pose_head import PoseHead
 from pixio_3d.models.mapanything import (
     AlternatingAttentionIFR,
     DenseInputEncoder,
-    DPTFeatureHead,
-    DPTRegressor,
     GlobalInputEncoder,
     MapAnythingConfig,
+)
+from pixio_3d.models.mapanything_heads import (
+    DPTFeatureHead,
+    DPTRegressor,
     PoseRegressionHead,
     ScaleMLPHead,
     dense_adaptor,
