@@ -279,7 +279,8 @@ def bundle_adjust(
     on two cameras) of the tracks of all verified pairs (:func:`feature_tracks`), triangulated
     from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels); ``rounds``
     times, re-triangulating in between as COLMAP does; a refined focal length outside
-    :func:`~pixio_3d.geometry.plausible_focal_range` ends it (None). The result is moved back
+    :func:`~pixio_3d.geometry.plausible_focal_range` restarts at the median of the plausible
+    ones (None where none is plausible). The result is moved back
     to the frame of ``cam2world`` (its first view keeps its pose; view 0 where it is placed)
     and to the network's metric scale (median ratio of its z-depth to the points' at the
     observations, over all views and pairs). Returns a :class:`BundleResult`, or None (too few
@@ -317,11 +318,16 @@ def bundle_adjust(
         pycolmap.create_default_bundle_adjuster(options, config, reconstruction).solve()
         for v in world2cam:
             world2cam[v] = reconstruction.image(v + 1).cam_from_world().matrix()
-            if refine_focal:
-                focal = reconstruction.camera(v + 1).params[0]
-                if not (np.isfinite(focal) and low <= focal <= high):
-                    return None  # a degenerate adjustment (a 170-degree lens fits anything)
-                k_photo[v, 0, 0] = k_photo[v, 1, 1] = focal
+        if refine_focal:
+            placed = list(world2cam)
+            focals = np.array([reconstruction.camera(v + 1).params[0] for v in placed])
+            plausible = np.isfinite(focals) & (focals >= low) & (focals <= high)
+            if not plausible.any():
+                return None  # a degenerate adjustment (a 170-degree lens fits anything)
+            # a view whose focal length ran away (one badly started view among good ones, seen
+            # at 10x the others) restarts at the median of the others for the next round
+            focals[~plausible] = np.median(focals[plausible])
+            k_photo[placed, 0, 0] = k_photo[placed, 1, 1] = focals
 
     views, pixels, z, multi_view = _observations(
         reconstruction, point_ids, kept, features, world2cam

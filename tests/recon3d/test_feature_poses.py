@@ -262,6 +262,32 @@ def test_bundle_adjustment_refines_noisy_poses_and_wrong_focal_lengths():
     assert errors_deg(fixed.poses, gt)[1].max() > 2.0  # the focal errors bend the chained poses
 
 
+def test_a_runaway_focal_length_restarts_at_the_median_of_the_others(monkeypatch):
+    """View 3's keypoints are those of a 1.6x longer lens; with 300 px as the longest plausible
+    focal length its adjusted 400 px is a runaway. Before, one such view threw the whole
+    adjustment away (seen on benchmark scenes: one view of 16 at 1,800-3,000 px); now it
+    restarts at the median of the others and the rest is kept."""
+    import pixio_3d.sfm.bundle_adjust as adjustment
+
+    views = 5
+    cam2world = ring_cameras(views)
+    features, depth = synthetic_features(cam2world, [np.arange(400)] * views, seed=4)
+    centre = K[:2, 2]
+    features[3] = (centre + 1.6 * (features[3][0] - centre), features[3][1])
+    start = torch.from_numpy(K).expand(views, 3, 3)
+    fallback = torch.eye(4, dtype=torch.float64).repeat(views, 1, 1)
+    args = (features, (WIDTH, HEIGHT), start, depth, fallback)
+    free = poses_from_keypoints(*args, FeatureSettings(focal_passes=1), refine_focal=True)
+    assert free.intrinsics[3, 0, 0] > 300  # the longer lens is found where nothing bounds it
+    monkeypatch.setattr(adjustment, "plausible_focal_range", lambda height, width: (100.0, 300.0))
+    bounded = poses_from_keypoints(*args, FeatureSettings(focal_passes=1), refine_focal=True)
+    assert bounded.num_points > 200  # the adjustment is kept (before: none, 0 points)
+    focal = bounded.intrinsics[:, 0, 0]
+    others = focal[[0, 1, 2, 4]]
+    torch.testing.assert_close(focal[3], others.median())
+    torch.testing.assert_close(others, torch.full_like(others, FOCAL), rtol=0.02, atol=0.0)
+
+
 def test_tracks_join_pairwise_matches_and_drop_inconsistent_ones():
     features = [(np.zeros((n, 2)), np.zeros((n, 128), np.float32)) for n in (5, 5, 5)]
     edges = [
