@@ -345,7 +345,11 @@ def bundle_adjust(
         pose[:3, 3] *= scale  # in the first view's camera frame, metric
         poses[v] = cam2world[first] @ pose
     reconstruction.update_point_3d_errors()
-    error = float(reconstruction.compute_mean_reprojection_error())
+    # the mean over the points within the inlier threshold: one point left at a camera's plane
+    # (Cauchy keeps it cheap) had put COLMAP's plain mean at 1e151 px
+    errors = np.array([point.error for point in reconstruction.points3D.values()])
+    inlying = errors[np.isfinite(errors) & (errors <= max_error)]
+    error = float(inlying.mean()) if len(inlying) else float("nan")
     in_front = z > 0
     sparse = SparseDepth(views[in_front], pixels[in_front], z[in_front] * scale)
     return BundleResult(
