@@ -129,6 +129,30 @@ def test_relative_poses_view0_identity_and_preserves_relative_transforms():
     torch.testing.assert_close(batched[1], relative)
 
 
+def test_centred_pinhole_from_rays_fits_one_focal_length_or_colmaps_start():
+    height, width = 48, 64
+    centred = torch.tensor([[70.0, 0.0, 32.0], [0.0, 70.0, 24.0], [0.0, 0.0, 1.0]])
+    found = geo.centred_pinhole_from_rays(geo.ray_directions(centred, height, width))
+    torch.testing.assert_close(found, centred)
+    # fx 80, fy 60, the principal point off: one focal length between, the centre kept
+    off = torch.tensor([[80.0, 0.0, 26.0], [0.0, 60.0, 20.0], [0.0, 0.0, 1.0]])
+    found = geo.centred_pinhole_from_rays(geo.ray_directions(off, height, width)[None])[0]
+    assert 60 < found[0, 0] < 80 and found[0, 0] == found[1, 1]
+    assert found[:2, 2].tolist() == [32.0, 24.0]
+    # rays of a 2-degree or a 175-degree lens are no camera: COLMAP's 1.2 x the longer side
+    low, high = geo.plausible_focal_range(height, width)
+    assert low == pytest.approx(64 / (2 * math.tan(math.radians(75))))
+    assert high == pytest.approx(64 / (2 * math.tan(math.radians(5))))
+    for focal in (0.5 * low, 2 * high):
+        k = centred.clone()
+        k[0, 0] = k[1, 1] = focal
+        found = geo.centred_pinhole_from_rays(geo.ray_directions(k, height, width))
+        assert found[0, 0] == pytest.approx(1.2 * 64)
+    flat = torch.zeros(height, width, 3)
+    flat[..., 2] = 1  # every ray along the axis: an infinite focal length
+    assert geo.centred_pinhole_from_rays(flat)[0, 0] == pytest.approx(1.2 * 64)
+
+
 def test_intrinsics_from_rays_recovers_k():
     intrinsics = torch.stack([_intrinsics(), _intrinsics(80.0, 80.0, 32.0, 24.0)])
     rays = geo.ray_directions(intrinsics, 48, 64)
