@@ -82,7 +82,12 @@ def degenerate_inputs(
             names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0 and v != root
         ]
         if root:
-            group = sum(1 for v in range(views) if v == root or prediction["pose_support"][v] > 0)
+            grouped = prediction.get("pose_main_group")
+            group = (
+                int(np.count_nonzero(grouped))
+                if grouped is not None
+                else sum(1 for v in range(views) if v == root or prediction["pose_support"][v] > 0)
+            )
             warnings_found.append(
                 f"{names[0]} shares too few matches with the largest group of photos ({group}, "
                 f"chained from {names[root]}): that group is posed by geometry among itself, but "

@@ -58,8 +58,8 @@ class FeaturePoses(NamedTuple):
     observations of points seen by three or more views (-1 without an adjustment); ``root``
     the view the view graph was chained from: the first of the largest group of views that
     share matches (0 unless view 0 is outside it; then that group is placed relative to view 0
-    by the fallback pose of ``root``, and view 0 and the views outside it keep their fallback
-    poses).
+    by the fallback pose of ``root``, the views that share matches with view 0 are chained from
+    it, unadjusted, and the views in neither keep their fallback poses).
     """
 
     poses: torch.Tensor
@@ -71,6 +71,7 @@ class FeaturePoses(NamedTuple):
     scale_spread: float = float("nan")
     multi_view: torch.Tensor | None = None
     root: int = 0
+    main_group: torch.Tensor | None = None
 
 
 def poses_from_features(
@@ -154,12 +155,15 @@ def poses_from_keypoints(
         if best is not None and not found.num_points:
             break  # the second pass found no adjustment: keep the first's
         best = found
-        placed = sorted(found.cam2world)
-        change = np.median(np.abs(found.intrinsics[placed, 0, 0] / k_photo[placed, 0, 0] - 1))
+        adjusted = found.main_group
+        change = np.median(np.abs(found.intrinsics[adjusted, 0, 0] / k_photo[adjusted, 0, 0] - 1))
         if not found.num_points or change < REVERIFY_FOCAL_CHANGE:
             break
         k_photo = found.intrinsics
-    cam2world, placed_by, root, k_photo, error, num_points, sparse, spread, multi_view = best
+    cam2world, main_group, placed_by, root, k_photo, error, num_points, sparse, spread = best[:9]
+    multi_view = best.multi_view
+    in_main_group = np.zeros(views, dtype=bool)
+    in_main_group[main_group] = True
     poses = fallback.detach().clone()
     for view, pose in cam2world.items():
         if view > 0:  # view 0 is the world frame
@@ -175,6 +179,7 @@ def poses_from_keypoints(
         spread,
         torch.from_numpy(multi_view),
         root,
+        torch.from_numpy(in_main_group),
     )
 
 
@@ -212,6 +217,7 @@ def _verified_edges(
 
 class _Pass(NamedTuple):
     cam2world: dict[int, np.ndarray]
+    main_group: list[int]
     placed_by: np.ndarray
     root: int
     intrinsics: np.ndarray
@@ -240,9 +246,14 @@ def _chained_and_adjusted(
     # where the fallback puts that view
     root = largest_component_root(edges, views)
     cam2world, placed_by = chain_view_graph(edges, views, root)
+    first_group: dict[int, np.ndarray] = {}
     if root != 0:
         anchor = fallback[root].detach().double().cpu().numpy()
         cam2world = {view: anchor @ pose for view, pose in cam2world.items()}
+        # view 0's own smaller group keeps its pairs' poses relative to view 0 (not adjusted)
+        first_group, first_placed = chain_view_graph(edges, views, 0)
+        first_group.pop(0)
+        placed_by = placed_by + first_placed
     multi_view = np.full(views, -1, np.int64)
     if settings.bundle_adjustment and len(cam2world) >= 2:
         adjusted = bundle_adjust(
@@ -260,7 +271,8 @@ def _chained_and_adjusted(
         )
         if adjusted is not None:
             return _Pass(
-                adjusted.poses,
+                {**adjusted.poses, **first_group},
+                sorted(adjusted.poses),
                 placed_by,
                 root,
                 adjusted.intrinsics,
@@ -271,7 +283,16 @@ def _chained_and_adjusted(
                 adjusted.multi_view,
             )
     return _Pass(
-        cam2world, placed_by, root, k_photo, float("nan"), 0, None, float("nan"), multi_view
+        {**cam2world, **first_group},
+        sorted(cam2world),
+        placed_by,
+        root,
+        k_photo,
+        float("nan"),
+        0,
+        None,
+        float("nan"),
+        multi_view,
     )
 
 
@@ -345,7 +366,8 @@ def refine_with_features(
     ``pose_multi_view (B, V)``, each view's observations of points seen by three or more views
     (-1 without an adjustment; see :class:`FeaturePoses`), and ``pose_chain_root (B,)``, the
     view the view graph was chained from (0 unless view 0 shares too few matches with the
-    largest group of views; see :class:`FeaturePoses`). ``support`` is
+    largest group of views; see :class:`FeaturePoses`), ``pose_main_group (B, V)`` whether each
+    view is in that group. ``support`` is
     the inlier count of the view-graph edge that placed each view (0 for view 0 and for views
     that kept the head's pose)."""
     batch = out["depth_z"].shape[0]
@@ -376,6 +398,14 @@ def refine_with_features(
     )
     out["pose_multi_view"] = torch.stack([found.multi_view for found in solved]).to(poses.device)
     out["pose_chain_root"] = torch.tensor([found.root for found in solved], device=poses.device)
+    out["pose_main_group"] = torch.stack(
+        [
+            found.main_group
+            if found.main_group is not None
+            else torch.zeros(len(found.placed), dtype=torch.bool)
+            for found in solved
+        ]
+    ).to(poses.device)
     if refine_focal:
         out = with_refined_intrinsics(out, solved)
     if fit_depth:

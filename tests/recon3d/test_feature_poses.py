@@ -202,19 +202,24 @@ def test_views_the_graph_cannot_reach_keep_their_fallback_pose():
 
 def test_the_largest_group_of_views_is_chained_even_without_view_0():
     """Views 0 and 1 share points only with each other; views 2-5 share theirs: the four are
-    chained from view 2 and bundle-adjusted, placed where the fallback puts view 2; views 0 and
-    1 keep their fallback poses (before, growing from view 0, all of 2-5 kept the head's)."""
+    chained from view 2 and bundle-adjusted, placed where the fallback puts view 2; view 1 is
+    placed from view 0 by their pair (before, growing from view 0, all of 2-5 kept the head's
+    poses)."""
     world = ring_cameras(6, step_deg=15.0)
     first, second = np.arange(0, 200), np.arange(200, 400)
     features, depth = synthetic_features(world, [first, first, second, second, second, second])
     truth = np.linalg.inv(world[0]) @ world  # view 0 is the world frame
     intrinsics = torch.from_numpy(K).expand(6, 3, 3)
     fallback = torch.from_numpy(truth.copy())
-    fallback[3:, :3, 3] += 0.5  # a wrong guess for every view but 0-2
+    fallback[[1, 3, 4, 5], :3, 3] += 0.5  # a wrong guess for every view but 0 and 2
     found = poses_from_keypoints(features, (WIDTH, HEIGHT), intrinsics, depth, fallback)
     assert found.root == 2 and found.num_points > 100
-    assert found.placed[:3].tolist() == [0, 0, 0] and bool((found.placed[3:] >= 15).all())
-    assert torch.equal(found.poses[:2], fallback[:2])
+    assert found.placed[[0, 2]].tolist() == [0, 0]
+    assert bool((found.placed[[1, 3, 4, 5]] >= 15).all())
+    assert torch.equal(found.poses[0], fallback[0])
+    rotation, translation = errors_deg(found.poses[:2], truth[:2])
+    assert rotation.max() < 0.1 and translation.max() < 0.2
+    np.testing.assert_allclose(found.poses[1, :3, 3].numpy(), truth[1, :3, 3], atol=2e-3)
     rotation, translation = errors_deg(found.poses[2:], truth[2:])
     assert rotation.max() < 0.1 and translation.max() < 0.2
     np.testing.assert_allclose(found.poses[2:, :3, 3].numpy(), truth[2:, :3, 3], atol=2e-3)

@@ -406,6 +406,7 @@ def test_a_first_photo_outside_the_chained_group_is_reported():
         "depth_z": np.ones((4, 8, 8)),
         "pose_support": np.array([0.0, 0.0, 40.0, 35.0]),
         "pose_chain_root": np.array(1.0),
+        "pose_main_group": np.array([False, True, True, True]),
     }
     warnings = degenerate_inputs(colors, prediction, names, "features")
     assert len(warnings) == 1, warnings
