@@ -47,8 +47,7 @@ class FeaturePoses(NamedTuple):
 
     ``poses (V, 4, 4)`` camera-to-world; ``placed (V,)`` the inlier count of the view-graph edge
     that placed each view (0 for view 0, the reference, for the view graph's ``root`` and for
-    views that kept their fallback
-    pose); ``intrinsics (V, 3, 3)`` at the network's size: the given ones, or the bundle
+    views that kept their fallback pose); ``intrinsics (V, 3, 3)`` at the network's size: the given ones, or the bundle
     adjustment's refined focal length where it refined one; ``reprojection_error`` the bundle
     adjustment's final mean reprojection error in pixels of the keypoint images (NaN without
     one); ``num_points`` its 3D points (0 without one); ``sparse`` their observations in the
@@ -160,25 +159,24 @@ def poses_from_keypoints(
         if not found.num_points or change < REVERIFY_FOCAL_CHANGE:
             break
         k_photo = found.intrinsics
-    cam2world, main_group, placed_by, root, k_photo, error, num_points, sparse, spread = best[:9]
-    multi_view = best.multi_view
+    assert best is not None  # at least one pass ran
     in_main_group = np.zeros(views, dtype=bool)
-    in_main_group[main_group] = True
+    in_main_group[best.main_group] = True
     poses = fallback.detach().clone()
-    for view, pose in cam2world.items():
+    for view, pose in best.cam2world.items():
         if view > 0:  # view 0 is the world frame
             poses[view] = torch.from_numpy(pose).to(poses)
-    k_network = torch.from_numpy(np.linalg.inv(to_photo) @ k_photo).to(intrinsics)
+    k_network = torch.from_numpy(np.linalg.inv(to_photo) @ best.intrinsics).to(intrinsics)
     return FeaturePoses(
         poses,
-        torch.from_numpy(placed_by),
+        torch.from_numpy(best.placed_by),
         k_network,
-        error,
-        num_points,
-        sparse,
-        spread,
-        torch.from_numpy(multi_view),
-        root,
+        best.error,
+        best.num_points,
+        best.sparse,
+        best.spread,
+        torch.from_numpy(best.multi_view),
+        best.root,
         torch.from_numpy(in_main_group),
     )
 
@@ -216,6 +214,9 @@ def _verified_edges(
 
 
 class _Pass(NamedTuple):
+    """One pass of chaining and adjustment: the placed views' poses (``main_group``: those of
+    the largest group, adjusted), the intrinsics it ends with and the adjustment's report."""
+
     cam2world: dict[int, np.ndarray]
     main_group: list[int]
     placed_by: np.ndarray
