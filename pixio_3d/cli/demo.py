@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> Path:
         f"reconstructed {len(scene['rgb'])} photos of {scene_dir.name} into "
         f"{OUT / 'reconstruction'}: {summary['colmap']['points3D']} points in "
         f"{summary['seconds']['total']:.1f} s (points.ply, scene.glb, sparse/0, "
-        "transforms.json, depth/, preview.png)"
+        "transforms.json, depth/, preview.png, viewer.html)"
     )
     print(f"held-out metrics: {run_dir / 'eval' / 'results.md'}")
     return OUT / "reconstruction"
