@@ -24,12 +24,12 @@ import torch
 __all__ = [
     "average_point_norm",
     "centred_pinhole_from_rays",
-    "plausible_focal_range",
     "depth_along_ray_from_z",
     "intrinsics_from_rays",
     "invert_pose",
     "matrix_to_quaternion",
     "patch_centres",
+    "plausible_focal_range",
     "points_from_depth_along_ray",
     "points_from_z_depth",
     "pose_from_quaternion_translation",

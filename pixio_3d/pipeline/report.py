@@ -82,12 +82,7 @@ def degenerate_inputs(
             names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0 and v != root
         ]
         if root:
-            grouped = prediction.get("pose_main_group")
-            group = (
-                int(np.count_nonzero(grouped))
-                if grouped is not None
-                else sum(1 for v in range(views) if v == root or prediction["pose_support"][v] > 0)
-            )
+            group = int(np.count_nonzero(prediction["pose_main_group"]))
             warnings_found.append(
                 f"{names[0]} shares too few matches with the largest group of photos ({group}, "
                 f"chained from {names[root]}): that group is posed by geometry among itself, but "
@@ -261,8 +256,8 @@ def build_summary(
         "metric_scale": metric_scale_report(prediction, given=given_poses),
         **reprojection_error_entry(prediction),
         **(
-            {"cameras_chained_from": str(photos.paths[chain_root(prediction)])}
-            if chain_root(prediction)
+            {"cameras_chained_from": str(photos.paths[root])}
+            if (root := chain_root(prediction))
             else {}
         ),
         "skipped": [{"path": str(p), "reason": reason} for p, reason in photos.skipped],

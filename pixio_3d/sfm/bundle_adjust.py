@@ -42,8 +42,8 @@ class SparseDepth(NamedTuple):
 
 
 class BundleResult(NamedTuple):
-    """``poses`` camera-to-world per placed view (the first at its given pose, metric), ``intrinsics``
-    (keypoint-image pixels), mean ``reprojection_error`` (px), ``num_points``, the ``sparse``
+    """``poses`` camera-to-world per placed view (the first at its given pose, metric),
+    ``intrinsics`` (keypoint-image pixels), mean ``reprojection_error`` (px), ``num_points``, the ``sparse``
     observations, and the metric ``scale`` (median of the network's z over the points' z) with
     its ``scale_spread``: the interquartile range of the log ratios, as a factor (1.1 = the
     middle half of the observations agree on the scale within +-5 %). ``multi_view (V,)``:
@@ -280,9 +280,8 @@ def bundle_adjust(
     from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels); ``rounds``
     times, re-triangulating in between as COLMAP does; a refined focal length outside
     :func:`~pixio_3d.geometry.plausible_focal_range` restarts at the median of the plausible
-    ones (None where none is plausible). The result is moved back
-    to the frame of ``cam2world`` (its first view keeps its pose; view 0 where it is placed)
-    and to the network's metric scale (median ratio of its z-depth to the points' at the
+    ones (None where none is plausible). The result is moved back to the frame of
+    ``cam2world`` (its first view keeps its pose; view 0 where it is placed) and to the network's metric scale (median ratio of its z-depth to the points' at the
     observations, over all views and pairs). Returns a :class:`BundleResult`, or None (too few
     points)."""
     import pycolmap

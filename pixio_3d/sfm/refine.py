@@ -355,8 +355,9 @@ def refine_with_features(
     framing the views exactly. ``refine_focal``: the intrinsics were predicted, so they are
     replaced by the nearest square-pixel ones with a centred principal point
     (:func:`with_centred_intrinsics`), the bundle adjustment also refines each view's focal
-    length, and the returned prediction carries the refined intrinsics with the rays, camera-frame points and depths along the rays that follow
-    from them (for the same z-depth). ``fit_depth``: each view's z-depth is then fitted to the
+    length, and the returned prediction carries the refined intrinsics with the rays,
+    camera-frame points and depths along the rays that follow from them (for the same
+    z-depth). ``fit_depth``: each view's z-depth is then fitted to the
     bundle-adjusted points it sees (:func:`with_fitted_depth`; a sequence of model names of
     :data:`pixio_3d.sfm.depth_fit.MODELS` limits the fit to those).
 

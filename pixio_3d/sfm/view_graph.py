@@ -26,19 +26,17 @@ def largest_component_root(edges: Sequence[ViewPair], views: int) -> int:
     """The first view of the view graph's largest connected component (most views; of equal
     ones the component with the lowest view, so view 0's wins a tie): the root the chain grows
     from. A view in no edge is a component of its own."""
-    label = list(range(views))
+    if views == 0:
+        return 0
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(view: int) -> int:
-        while label[view] != view:
-            label[view] = label[label[view]]
-            view = label[view]
-        return view
-
-    for edge in edges:
-        a, b = find(edge.i), find(edge.j)
-        label[max(a, b)] = min(a, b)  # each component's label: its lowest view
-    roots = [find(view) for view in range(views)]
-    return max(range(views), key=lambda view: (roots.count(view), -view)) if views else 0
+    pairs = np.array([(e.i, e.j) for e in edges], np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(views, views))
+    _, labels = connected_components(graph, directed=False)
+    # labels are numbered in order of each component's lowest view: argmax keeps the first tie
+    largest = int(np.argmax(np.bincount(labels)))
+    return int(np.flatnonzero(labels == largest)[0])
 
 
 def chain_view_graph(
