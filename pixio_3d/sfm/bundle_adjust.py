@@ -29,6 +29,11 @@ PARAMETER_TOLERANCE = 1e-6
 # 121 (solve 73 -> 47 ms per scene) and left AUC@5 at 8 and 16 views where it was (0.955 /
 # 0.968 there, 0.600 / 0.582 on four scenes of seed 2000)
 FUNCTION_TOLERANCE = 1e-5
+# the first round's inlier threshold grows with the keypoint images' longer side beyond this:
+# a view the chain placed a little off (its baseline's length is the network's depth guess)
+# reprojects its multi-view points that many pixels more at a larger size, and dropping them
+# leaves the adjustment nothing to move it with (see :func:`first_round_error`)
+REFERENCE_LONG_SIDE = 256
 
 
 class SparseDepth(NamedTuple):
@@ -260,6 +265,20 @@ def _observations(
     return views, pixels, z, multi_view
 
 
+def first_round_error(max_error: float, image_size: tuple[int, int]) -> float:
+    """The inlier threshold (pixels) of the first round of :func:`bundle_adjust` for keypoint
+    images of ``image_size = (W, H)``: ``max_error`` scaled by the longer side over
+    ``REFERENCE_LONG_SIDE`` (never below ``max_error``); later rounds use ``max_error``.
+
+    The chained cameras are only as good as the network's depth along each view's baseline, so
+    the first triangulation meets them with the same angular tolerance at every size. With a
+    fixed 4 px, at 1024x768 a view placed ~5 degrees off kept none of its observations of
+    points that other views see too, the adjustment could not move it, and it stayed off
+    (benchmark scene 2 of seed 1000 at 16 views: AUC@5 0.53; with 16 px in the first round
+    1.00); at 256 px the threshold is unchanged."""
+    return max_error * max(1.0, max(image_size) / REFERENCE_LONG_SIDE)
+
+
 def bundle_adjust(
     features: Sequence[tuple[np.ndarray, np.ndarray]],
     edges: Sequence[ViewPair],
@@ -277,8 +296,9 @@ def bundle_adjust(
     """Refine the chained poses of the placed views (and each one's focal length when
     ``refine_focal``) by COLMAP's bundle adjustment (pycolmap/Ceres, Cauchy loss, gauge fixed
     on two cameras) of the tracks of all verified pairs (:func:`feature_tracks`), triangulated
-    from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels); ``rounds``
-    times, re-triangulating in between as COLMAP does; a refined focal length outside
+    from the current cameras (:func:`triangulate_tracks`, ``max_error`` pixels; the first
+    round :func:`first_round_error`); ``rounds`` times, re-triangulating in between as COLMAP
+    does; a refined focal length outside
     :func:`~pixio_3d.geometry.plausible_focal_range` restarts at the median of the plausible
     ones (None where none is plausible). The result is moved back to the frame of
     ``cam2world`` (its first view keeps its pose; view 0 where it is placed) and to the network's metric scale (median ratio of its z-depth to the points' at the
@@ -303,8 +323,9 @@ def bundle_adjust(
     options.ceres.solver_options.max_num_iterations = max_iterations
     options.ceres.solver_options.parameter_tolerance = PARAMETER_TOLERANCE
     options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
-    for _ in range(rounds):
-        points, kept = triangulate_tracks(features, tracks, world2cam, k_photo, max_error)
+    for round_ in range(rounds):
+        threshold = first_round_error(max_error, image_size) if round_ == 0 else max_error
+        points, kept = triangulate_tracks(features, tracks, world2cam, k_photo, threshold)
         if len(points) < MIN_POINTS:
             return None
         reconstruction, point_ids = _reconstruction(

@@ -267,6 +267,39 @@ def test_bundle_adjustment_refines_noisy_poses_and_wrong_focal_lengths():
     assert errors_deg(fixed.poses, gt)[1].max() > 2.0  # the focal errors bend the chained poses
 
 
+def test_a_view_chained_off_is_pulled_back_at_high_resolution_too(monkeypatch):
+    """A chain of 5 views, each sharing points with the next two only; view 1's depth is 1.3x
+    too long, so the chain places the views after it ~1.9 degrees off. At 4x the pixels
+    (1280x960) a fixed 4 px first-round threshold dropped every observation of the points they
+    share with the others (seen on the COLMAP benchmark at 1024x768: views with 0 multi-view
+    points, AUC@5 0.53), and the adjustment left them where they were; the threshold grown with
+    the image size keeps them and the adjustment puts them back."""
+    import pixio_3d.sfm.bundle_adjust as adjustment
+
+    views, scale = 5, 4.0
+    cam2world = ring_cameras(views)
+    visible = [np.arange(v * 60, v * 60 + 160) for v in range(views)]
+    features, depth = synthetic_features(cam2world, visible, seed=4)
+    large = [(pixels * scale, descriptors) for pixels, descriptors in features]
+    depth[1] *= 1.3
+    assert adjustment.first_round_error(4.0, (1280, 960)) == 20.0
+    assert adjustment.first_round_error(4.0, (256, 192)) == 4.0
+    assert adjustment.first_round_error(4.0, (200, 100)) == 4.0  # never below the setting
+    gt = np.linalg.inv(cam2world[0]) @ cam2world
+    intrinsics = torch.from_numpy(K).expand(views, 3, 3)
+    fallback = torch.eye(4, dtype=torch.float64).repeat(views, 1, 1)
+    args = ((int(WIDTH * scale), int(HEIGHT * scale)), intrinsics, depth, fallback)
+    chained = poses_from_keypoints(large, *args, FeatureSettings(bundle_adjustment=False))
+    assert errors_deg(chained.poses, gt)[1].max() > 1.5
+    adjusted = poses_from_keypoints(large, *args)
+    assert errors_deg(adjusted.poses, gt)[1].max() < 0.05
+    assert (adjusted.multi_view.numpy() >= 40).all()
+    monkeypatch.setattr(adjustment, "REFERENCE_LONG_SIDE", 10**6)  # the fixed threshold
+    fixed = poses_from_keypoints(large, *args)
+    assert errors_deg(fixed.poses, gt)[1].max() > 1.5
+    assert (fixed.multi_view.numpy() == 0).any()
+
+
 def test_a_runaway_focal_length_restarts_at_the_median_of_the_others(monkeypatch):
     """View 3's keypoints are those of a 1.6x longer lens; with 300 px as the longest plausible
     focal length its adjusted 400 px is a runaway. Before, one such view threw the whole
