@@ -62,7 +62,7 @@ class FeatureSettings:
     chained poses (``ba_rounds`` rounds of at most ``ba_max_iterations`` Ceres iterations; 25
     gave the accuracy of 100 in half the time), dropping observations that reproject further
     than ``max_reprojection_error`` pixels before each round (before the first, scaled up by
-    the longer side over 128 pixels: :func:`~pixio_3d.sfm.bundle_adjust.first_round_error`);
+    the longer side over 256 pixels: :func:`~pixio_3d.sfm.bundle_adjust.first_round_error`);
     ``focal_ba_rounds`` rounds where
     it also refines the focal lengths (predicted intrinsics), each re-triangulating with the
     last round's focal lengths; where they moved by more than 2 % (median), the pairs'

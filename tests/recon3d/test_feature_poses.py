@@ -282,9 +282,9 @@ def test_a_view_chained_off_is_pulled_back_at_high_resolution_too(monkeypatch):
     features, depth = synthetic_features(cam2world, visible, seed=4)
     large = [(pixels * scale, descriptors) for pixels, descriptors in features]
     depth[1] *= 1.3
-    assert adjustment.first_round_error(4.0, (1280, 960)) == 40.0
-    assert adjustment.first_round_error(4.0, (256, 192)) == 8.0
-    assert adjustment.first_round_error(4.0, (100, 80)) == 4.0  # never below the setting
+    assert adjustment.first_round_error(4.0, (1280, 960)) == 20.0
+    assert adjustment.first_round_error(4.0, (256, 192)) == 4.0
+    assert adjustment.first_round_error(4.0, (200, 100)) == 4.0  # never below the setting
     gt = np.linalg.inv(cam2world[0]) @ cam2world
     intrinsics = torch.from_numpy(K).expand(views, 3, 3)
     fallback = torch.eye(4, dtype=torch.float64).repeat(views, 1, 1)
