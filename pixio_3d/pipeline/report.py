@@ -52,6 +52,7 @@ def degenerate_inputs(
                     f"{names[j]} duplicates {names[i]}: one photo twice adds no geometry "
                     "(its camera repeats the other's)"
                 )
+    guessed = _guessed_cameras(prediction, pose_solver)
     if views > 1:
         centres = prediction["camera_poses"][:, :3, 3]
         depth = prediction["depth_z"]
@@ -60,7 +61,6 @@ def degenerate_inputs(
         )
         distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
         np.fill_diagonal(distances, np.inf)
-        guessed = _guessed_cameras(prediction, pose_solver)
         distances[guessed] = distances[:, guessed] = np.inf  # their own warning says so
         for view in np.flatnonzero(distances.min(axis=1) < MIN_BASELINE * scale):
             warnings_found.append(
@@ -78,9 +78,7 @@ def degenerate_inputs(
             )
     elif pose_solver != "head" and "pose_support" in prediction:
         root = chain_root(prediction)
-        unplaced = [
-            names[v] for v in range(1, views) if prediction["pose_support"][v] <= 0 and v != root
-        ]
+        unplaced = [names[v] for v in np.flatnonzero(guessed) if v > 0]  # view 0: the frame
         if root:
             group = int(np.count_nonzero(prediction["pose_main_group"]))
             warnings_found.append(
